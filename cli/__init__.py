@@ -1,0 +1,1 @@
+"""The command line behind ``run.py`` (ZenML-aware, unlike the ``collabops`` library)."""

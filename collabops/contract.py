@@ -1,0 +1,274 @@
+"""The data contract: what a valid dataset looks like, kept as a YAML file.
+
+Both partners validate against the same contract file, so changing the
+dataset means editing ``configs/contract.yaml``, not code. The contract says,
+for every column, its type, allowed range or categories, whether it may be
+null and whether it is personal data, and which columns are the time, the
+target, the series entity and the reporting segment. Validation is done by
+pandera; this module turns pandera's failure table into one message that
+names the file, the column and the first offending rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+import yaml
+
+from collabops.errors import ConfigError, DataError
+
+COLUMN_TYPES = ("datetime", "string", "category", "int", "float", "bool")
+_MAX_ROWS_SHOWN = 3
+_MAX_PROBLEMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of the contract."""
+
+    name: str
+    type: str
+    nullable: bool = False
+    personal: bool = False
+    min: Optional[float] = None
+    max: Optional[float] = None
+    categories: Optional[tuple[str, ...]] = None
+    description: str = ""
+
+    def describe_domain(self) -> str:
+        """Human-readable allowed values, for error messages."""
+        if self.categories is not None:
+            return "one of " + ", ".join(self.categories)
+        if self.min is not None and self.max is not None:
+            return f"in [{self.min:g}, {self.max:g}]"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        if self.max is not None:
+            return f"<= {self.max:g}"
+        return f"of type {self.type}"
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """A parsed data contract. Build it with :func:`load_contract`."""
+
+    name: str
+    version: int
+    time_column: str
+    target: str
+    entity_column: str
+    segment_column: str
+    columns: tuple[ColumnSpec, ...]
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def column(self, name: str) -> ColumnSpec:
+        for spec in self.columns:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def personal_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.personal]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Columns a model may read: everything but the target and personal data."""
+        return [c.name for c in self.columns if not c.personal and c.name != self.target]
+
+    def digest(self) -> str:
+        """SHA-256 of the contract's canonical JSON form; bundles carry it."""
+        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def validate(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        """Return ``frame`` coerced to the contract's types, or raise ``DataError``.
+
+        ``source`` names the data (usually its file path) in the error message.
+        Rows in messages are counted from 1, header excluded.
+        """
+        import pandera.errors
+
+        if len(frame) == 0:
+            raise DataError(f"{source}: has a header but no data rows")
+        frame = frame.reset_index(drop=True)
+        missing = [name for name in self.column_names if name not in frame.columns]
+        if missing:
+            present = ", ".join(map(str, frame.columns))
+            raise DataError(
+                f"{source}: missing required column(s) {', '.join(repr(m) for m in missing)} "
+                f"(the contract '{self.name}' needs them; the file has: {present})"
+            )
+        try:
+            validated = self._schema().validate(frame[self.column_names], lazy=True)
+        except pandera.errors.SchemaErrors as exc:
+            raise DataError(_describe_failures(self, exc.failure_cases, source)) from None
+        return validated
+
+    def check_trainable(self, frame: pd.DataFrame, source: str) -> None:
+        """Refuse a target with a single value: there is nothing to learn from it."""
+        values = frame[self.target].dropna().unique()
+        if len(values) <= 1:
+            only = repr(values[0]) if len(values) else "null"
+            raise DataError(f"{source}: column '{self.target}' (the target) is constant: every row is {only}; "
+                            "a model cannot learn anything from it")
+
+    def _schema(self) -> Any:
+        import pandera.pandas as pa
+
+        columns = {}
+        for spec in self.columns:
+            checks = []
+            if spec.categories is not None:
+                checks.append(pa.Check.isin(list(spec.categories)))
+            if spec.min is not None:
+                checks.append(pa.Check.ge(spec.min))
+            if spec.max is not None:
+                checks.append(pa.Check.le(spec.max))
+            columns[spec.name] = pa.Column(
+                _pandas_dtype(spec), checks=checks, nullable=spec.nullable, coerce=True
+            )
+        return pa.DataFrameSchema(
+            columns,
+            unique=[self.entity_column, self.time_column],
+            report_duplicates="exclude_first",
+            strict=False,
+        )
+
+
+def _pandas_dtype(spec: ColumnSpec) -> str:
+    if spec.type == "datetime":
+        return "datetime64[ns]"
+    if spec.type == "int":
+        return "Int64" if spec.nullable else "int64"
+    if spec.type == "float":
+        return "float64"
+    if spec.type == "bool":
+        return "boolean" if spec.nullable else "bool"
+    return "str"
+
+
+def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: str) -> str:
+    """Condense pandera's failure-case table into one message per column and check."""
+    problems: list[str] = []
+    for (column, check), group in failures.groupby(["column", "check"], sort=False, dropna=False):
+        rows = [int(i) + 1 for i in group["index"].dropna().tolist()]
+        examples = ", ".join(
+            f"{case!r} (row {row})" for case, row in zip(group["failure_case"], rows)
+        ) if rows else ", ".join(repr(c) for c in group["failure_case"][:_MAX_ROWS_SHOWN])
+        count = len(group)
+        shown = examples if count <= _MAX_ROWS_SHOWN else (
+            ", ".join(examples.split(", ")[:_MAX_ROWS_SHOWN]) + f", ... ({count} rows in all)"
+        )
+        problems.append(_problem_text(contract, str(column), str(check), count, shown))
+    head = f"{source}: {len(problems)} problem(s) against the data contract '{contract.name}':"
+    lines = problems[:_MAX_PROBLEMS_SHOWN]
+    if len(problems) > _MAX_PROBLEMS_SHOWN:
+        lines.append(f"... and {len(problems) - _MAX_PROBLEMS_SHOWN} more")
+    return "\n".join([head] + [f"  - {line}" for line in lines])
+
+
+def _problem_text(contract: DataContract, column: str, check: str, count: int, shown: str) -> str:
+    if column in ("None", "nan") or check.startswith("multiple_fields_uniqueness"):
+        keys = f"({contract.entity_column}, {contract.time_column})"
+        return f"duplicate rows for {keys}: {shown}"
+    try:
+        spec = contract.column(column)
+    except KeyError:
+        return f"column '{column}': failed {check}: {shown}"
+    if check.startswith("coerce_dtype") or check.startswith("dtype"):
+        return f"column '{column}': values are not of type {spec.type}: {shown}"
+    if check == "not_nullable":
+        return f"column '{column}': {count} null value(s) but the column is not nullable: {shown}"
+    return f"column '{column}': {count} value(s) not {spec.describe_domain()}: {shown}"
+
+
+def load_contract(path: str | Path) -> DataContract:
+    """Read and check a contract YAML file; errors name the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: data contract file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a data contract must be a mapping")
+    return contract_from_dict(raw, source=str(path))
+
+
+def contract_from_dict(raw: dict[str, Any], source: str = "contract") -> DataContract:
+    """Build a contract from its dict form (the parsed YAML)."""
+
+    def need(key: str) -> Any:
+        if key not in raw:
+            raise ConfigError(f"{source}: missing field '{key}'")
+        return raw[key]
+
+    columns_raw = need("columns")
+    if not isinstance(columns_raw, list) or not columns_raw:
+        raise ConfigError(f"{source}: 'columns' must be a non-empty list")
+    columns = tuple(_column_from_dict(item, i, source) for i, item in enumerate(columns_raw))
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: column(s) listed twice: {', '.join(duplicates)}")
+    contract = DataContract(
+        name=str(need("name")),
+        version=int(need("version")),
+        time_column=str(need("time_column")),
+        target=str(need("target")),
+        entity_column=str(need("entity_column")),
+        segment_column=str(need("segment_column")),
+        columns=columns,
+        description=str(raw.get("description", "")),
+        raw=raw,
+    )
+    for role in ("time_column", "target", "entity_column", "segment_column"):
+        name = getattr(contract, role)
+        if name not in names:
+            raise ConfigError(f"{source}: {role} '{name}' is not one of the columns")
+    if contract.column(contract.time_column).type != "datetime":
+        raise ConfigError(f"{source}: time_column '{contract.time_column}' must have type datetime")
+    for role in ("time_column", "target", "entity_column", "segment_column"):
+        spec = contract.column(getattr(contract, role))
+        if spec.personal:
+            raise ConfigError(f"{source}: {role} '{spec.name}' cannot be personal data")
+    return contract
+
+
+def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
+    where = f"{source}: columns[{index}]"
+    if not isinstance(item, dict) or "name" not in item or "type" not in item:
+        raise ConfigError(f"{where}: each column needs at least 'name' and 'type'")
+    where = f"{source}: column '{item['name']}'"
+    known = {"name", "type", "nullable", "personal", "min", "max", "categories", "description"}
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    if item["type"] not in COLUMN_TYPES:
+        raise ConfigError(f"{where}: type '{item['type']}' is not one of {', '.join(COLUMN_TYPES)}")
+    categories = item.get("categories")
+    if item["type"] == "category" and not categories:
+        raise ConfigError(f"{where}: a category column needs a non-empty 'categories' list")
+    return ColumnSpec(
+        name=str(item["name"]),
+        type=str(item["type"]),
+        nullable=bool(item.get("nullable", False)),
+        personal=bool(item.get("personal", False)),
+        min=None if item.get("min") is None else float(item["min"]),
+        max=None if item.get("max") is None else float(item["max"]),
+        categories=None if categories is None else tuple(str(c) for c in categories),
+        description=str(item.get("description", "")),
+    )
+

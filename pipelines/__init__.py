@@ -1,0 +1,1 @@
+"""ZenML pipelines: each module wires steps, nothing more."""

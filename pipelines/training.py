@@ -1,0 +1,58 @@
+"""The university's training pipeline.
+
+load -> validate against the contract -> time split -> baseline and searched
+model -> evaluate on the test period -> log to MLflow -> model version with
+its evidence, promoted to ``staging`` only if it wins (champion/challenger).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from zenml import Model, pipeline
+
+from steps.data import generate_dataset, load_data_contract, load_dataset, split_data, validate_data
+from steps.evaluation import evaluate_models
+from steps.registry import promote_model
+from steps.tracking import log_experiment
+from steps.training import train_baseline, train_model
+
+
+@pipeline(name="training", enable_cache=True)
+def training_pipeline(
+    contract_path: str,
+    task: str,
+    model_name: str,
+    split: dict,
+    search: dict,
+    generator: Optional[dict] = None,
+    data_path: Optional[str] = None,
+    experiment_tracker: Optional[str] = None,
+    code_revision: Optional[str] = None,
+) -> None:
+    """Train on ``data_path`` (CSV/Parquet) or, without it, on the example generator's data.
+
+    The model version is attached only to the steps after validation and the
+    split, so bad data never creates a model version.
+    """
+    source = data_path or "example data (generator)"
+    contract = load_data_contract(contract_path)
+    raw = load_dataset(data_path) if data_path else generate_dataset(generator or {})
+    data = validate_data(raw, contract, source)
+    train, validation, test = split_data(data, contract, split, source)
+
+    model = Model(name=model_name, description="Hourly occupancy forecaster for the operator's car parks.")
+    baseline = train_baseline.with_options(model=model)(train, validation, contract, task)
+    fitted, trials, best_params = train_model.with_options(model=model)(train, validation, contract, task, search)
+    test_metrics, baseline_metrics, week_plot, hour_plot, importance_plot = evaluate_models.with_options(model=model)(
+        fitted, baseline, test, contract, task
+    )
+    run_id = None
+    if experiment_tracker:
+        run_id = log_experiment.with_options(model=model, experiment_tracker=experiment_tracker)(
+            fitted, test, contract, best_params, trials, test_metrics, baseline_metrics,
+            week_plot, hour_plot, importance_plot, source,
+        )
+    promote_model.with_options(model=model)(
+        fitted, test, contract, task, best_params, test_metrics, baseline_metrics, run_id, source, code_revision
+    )

@@ -1,0 +1,1 @@
+"""ZenML steps: thin adapters that call the plain ``collabops`` library."""

@@ -1,0 +1,77 @@
+"""Steps that bring data in: contract, dataset, validation, time split."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import pandas as pd
+from typing_extensions import Annotated
+from zenml import log_metadata, step
+
+from collabops.contract import contract_from_dict, load_contract
+from collabops.dataset import read_table
+from collabops.generator import GeneratorSettings, generate
+from collabops.split import SplitSettings, time_split
+
+
+@step(enable_cache=False)
+def load_data_contract(path: str) -> Annotated[dict, "data_contract"]:
+    """Read the contract file on every run, so an edited contract is never served from cache."""
+    contract = load_contract(path)
+    log_metadata(metadata={"contract": contract.name, "contract_digest": contract.digest()})
+    return contract.raw
+
+
+@step(enable_cache=False)
+def load_dataset(path: str) -> Annotated[pd.DataFrame, "raw_data"]:
+    """Read a CSV or Parquet file; never cached, since the file may change under the same path."""
+    frame = read_table(path)
+    log_metadata(metadata={"source": path, "rows": len(frame)})
+    return frame
+
+
+@step
+def generate_dataset(settings: dict) -> Annotated[pd.DataFrame, "raw_data"]:
+    """The example generator is deterministic, so its output is safely cached."""
+    frame = generate(GeneratorSettings(**settings))
+    log_metadata(metadata={"source": "example generator", "generator": settings, "rows": len(frame)})
+    return frame
+
+
+@step
+def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[pd.DataFrame, "validated_data"]:
+    """Refuse data that breaks the contract; the error names file, column and rows."""
+    spec = contract_from_dict(contract)
+    data = spec.validate(raw, source=source)
+    spec.check_trainable(data, source=source)
+    time = data[spec.time_column]
+    log_metadata(metadata={
+        "rows": len(data),
+        "period_start": str(time.min()),
+        "period_end": str(time.max()),
+        "entities": int(data[spec.entity_column].nunique()),
+    })
+    return data
+
+
+@step
+def split_data(
+    data: pd.DataFrame, contract: dict, split: dict, source: str
+) -> Tuple[
+    Annotated[pd.DataFrame, "train_data"],
+    Annotated[pd.DataFrame, "validation_data"],
+    Annotated[pd.DataFrame, "test_data"],
+]:
+    """Cut the data into consecutive periods: train, then validation, then test."""
+    spec = contract_from_dict(contract)
+    parts = time_split(data, spec.time_column, SplitSettings.from_dict(split), source=source)
+    periods: dict[str, Any] = {}
+    for name, part in (("train", parts.train), ("validation", parts.validation), ("test", parts.test)):
+        periods[name] = {
+            "rows": len(part),
+            "start": str(part[spec.time_column].min()),
+            "end": str(part[spec.time_column].max()),
+        }
+    log_metadata(metadata={"periods": periods})
+    return parts.train, parts.validation, parts.test
+

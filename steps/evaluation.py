@@ -1,0 +1,40 @@
+"""Step that scores the model and the baseline on the test period and draws the plots."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import pandas as pd
+from PIL.Image import Image
+from sklearn.pipeline import Pipeline
+from typing_extensions import Annotated
+from zenml import step
+
+from collabops import plots
+from collabops.contract import contract_from_dict
+from collabops.evaluation import feature_importance, scores
+from collabops.tasks import get_task
+
+
+@step
+def evaluate_models(
+    model: Pipeline, baseline: Any, test: pd.DataFrame, contract: dict, task: str
+) -> Tuple[
+    Annotated[dict, "test_metrics"],
+    Annotated[dict, "baseline_test_metrics"],
+    Annotated[Image, "forecast_week_plot"],
+    Annotated[Image, "error_by_hour_plot"],
+    Annotated[Image, "feature_importance_plot"],
+]:
+    """Metrics overall, per segment and per hour band, plus the plots people look at."""
+    spec, kind = contract_from_dict(contract), get_task(task)
+    features = test[spec.feature_columns]
+    pred, baseline_pred = model.predict(features), baseline.predict(features)
+    importance = feature_importance(kind, spec, model, test)
+    return (
+        scores(kind, spec, test, pred),
+        scores(kind, spec, test, baseline_pred),
+        plots.forecast_week(spec, test, pred, baseline_pred),
+        plots.error_by_hour(spec, test, pred, baseline_pred),
+        plots.feature_importance(importance),
+    )

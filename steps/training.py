@@ -1,0 +1,38 @@
+"""Steps that fit models: the baseline and the searched scikit-learn pipeline."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from typing_extensions import Annotated
+from zenml import ArtifactConfig, log_metadata, step
+from zenml.enums import ArtifactType
+
+from collabops.contract import contract_from_dict
+from collabops.search import SearchSettings, search
+from collabops.tasks import get_task
+
+
+@step
+def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str) -> Annotated[Any, "baseline_model"]:
+    """Fit the naive seasonal baseline on the same data the model gets."""
+    spec = contract_from_dict(contract)
+    both = pd.concat([train, validation], ignore_index=True)
+    return get_task(task).make_baseline(spec).fit(both[spec.feature_columns], both[spec.target])
+
+
+@step
+def train_model(
+    train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str, search_settings: dict
+) -> Tuple[
+    Annotated[Pipeline, ArtifactConfig(name="trained_model", artifact_type=ArtifactType.MODEL)],
+    Annotated[pd.DataFrame, "search_trials"],
+    Annotated[dict, "best_params"],
+]:
+    """Search the configured grid on the validation period; refit the best on train + validation."""
+    result = search(get_task(task), contract_from_dict(contract), train, validation,
+                    SearchSettings.from_dict(search_settings))
+    log_metadata(metadata={"best_params": result.best_params, "candidates": len(result.trials)})
+    return result.model, result.trials, result.best_params
