@@ -22,28 +22,30 @@ class SeasonalProfileBaseline(RegressorMixin, BaseEstimator):
         self.time_column = time_column
         self.entity_column = entity_column
 
-    def _keys(self, X: pd.DataFrame) -> pd.DataFrame:
+    def _slots(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Entity of each row, and its hour of the week (0 = Monday 00:00)."""
         moment = pd.to_datetime(X[self.time_column])
-        return pd.DataFrame(
-            {
-                "entity": X[self.entity_column].to_numpy(),
-                "day_of_week": moment.dt.dayofweek.to_numpy(),
-                "hour": moment.dt.hour.to_numpy(),
-            }
-        )
+        return X[self.entity_column].astype(str).to_numpy(), (moment.dt.dayofweek * 24 + moment.dt.hour).to_numpy()
 
     def fit(self, X: pd.DataFrame, y: Any) -> "SeasonalProfileBaseline":
-        keys = self._keys(X)
-        keys["y"] = np.asarray(y, dtype=float)
-        self.profile_ = keys.groupby(["entity", "day_of_week", "hour"])["y"].mean()
-        self.entity_mean_ = keys.groupby("entity")["y"].mean()
-        self.global_mean_ = float(keys["y"].mean())
+        entity, slot = self._slots(X)
+        y = np.asarray(y, dtype=float)
+        self.entities_, row = np.unique(entity, return_inverse=True)
+        sums = np.zeros((len(self.entities_), 168))
+        counts = np.zeros((len(self.entities_), 168))
+        np.add.at(sums, (row, slot), y)
+        np.add.at(counts, (row, slot), 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.profile_ = sums / counts  # NaN where a slot was never seen
+            self.entity_mean_ = sums.sum(axis=1) / counts.sum(axis=1)
+        self.global_mean_ = float(y.mean())
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        keys = self._keys(X)
-        index = pd.MultiIndex.from_frame(keys[["entity", "day_of_week", "hour"]])
-        prediction = self.profile_.reindex(index).to_numpy()
-        fallback = self.entity_mean_.reindex(keys["entity"]).to_numpy()
-        prediction = np.where(np.isnan(prediction), fallback, prediction)
+        entity, slot = self._slots(X)
+        row = np.searchsorted(self.entities_, entity)
+        known = (row < len(self.entities_)) & (self.entities_[np.minimum(row, len(self.entities_) - 1)] == entity)
+        row = np.where(known, row, 0)
+        prediction = np.where(known, self.profile_[row, slot], np.nan)
+        prediction = np.where(np.isnan(prediction) & known, self.entity_mean_[row], prediction)
         return np.where(np.isnan(prediction), self.global_mean_, prediction)

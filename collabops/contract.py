@@ -119,7 +119,7 @@ class DataContract:
         """Refuse a target with a single value: there is nothing to learn from it."""
         values = frame[self.target].dropna().unique()
         if len(values) <= 1:
-            only = repr(values[0]) if len(values) else "null"
+            only = _show(values[0]) if len(values) else "null"
             raise DataError(f"{source}: column '{self.target}' (the target) is constant: every row is {only}; "
                             "a model cannot learn anything from it")
 
@@ -164,8 +164,8 @@ def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: s
     for (column, check), group in failures.groupby(["column", "check"], sort=False, dropna=False):
         rows = [int(i) + 1 for i in group["index"].dropna().tolist()]
         examples = ", ".join(
-            f"{case!r} (row {row})" for case, row in zip(group["failure_case"], rows)
-        ) if rows else ", ".join(repr(c) for c in group["failure_case"][:_MAX_ROWS_SHOWN])
+            f"{_show(case)} (row {row})" for case, row in zip(group["failure_case"], rows)
+        ) if rows else ", ".join(_show(c) for c in group["failure_case"][:_MAX_ROWS_SHOWN])
         count = len(group)
         shown = examples if count <= _MAX_ROWS_SHOWN else (
             ", ".join(examples.split(", ")[:_MAX_ROWS_SHOWN]) + f", ... ({count} rows in all)"
@@ -176,6 +176,13 @@ def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: s
     if len(problems) > _MAX_PROBLEMS_SHOWN:
         lines.append(f"... and {len(problems) - _MAX_PROBLEMS_SHOWN} more")
     return "\n".join([head] + [f"  - {line}" for line in lines])
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it: numbers plain, text quoted, numpy scalars unwrapped."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _problem_text(contract: DataContract, column: str, check: str, count: int, shown: str) -> str:

@@ -1,0 +1,85 @@
+"""The model: preprocessing inside the pipeline, beats the baseline, saves safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collabops.baseline import SeasonalProfileBaseline
+from collabops.contract import load_contract
+from collabops.evaluation import evaluate, feature_importance, flatten
+from collabops.generator import GeneratorSettings, generate
+from collabops.search import SearchSettings, search
+from collabops.split import SplitSettings, time_split
+from collabops.tasks import get_task
+from collabops.trusted_types import untrusted_types
+
+ROOT = Path(__file__).resolve().parents[2]
+TASK = get_task("regression")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    contract = load_contract(ROOT / "configs" / "contract.yaml")
+    frame = contract.validate(generate(GeneratorSettings(months=3, car_parks=8, seed=5)), "gen")
+    parts = time_split(frame, contract.time_column, SplitSettings(), "gen")
+    settings = SearchSettings.from_dict({"base": {"max_iter": 80, "random_state": 0, "early_stopping": False},
+                                         "grid": {"max_leaf_nodes": [7, 31]}})
+    result = search(TASK, contract, parts.train, parts.validation, settings)
+    baseline = TASK.make_baseline(contract).fit(parts.train, parts.train[contract.target])
+    return contract, parts, result, baseline
+
+
+def test_search_tries_every_candidate_and_keeps_the_best(trained):
+    _, _, result, _ = trained
+    assert list(result.trials["max_leaf_nodes"]) == [7, 31]
+    best = result.trials.loc[result.trials["validation_mae"].idxmin(), "max_leaf_nodes"]
+    assert result.best_params["max_leaf_nodes"] == best
+
+
+def test_model_beats_the_seasonal_baseline_on_the_test_period(trained):
+    contract, parts, result, baseline = trained
+    model_mae = evaluate(TASK, contract, result.model, parts.test)["overall"]["mae"]
+    baseline_mae = evaluate(TASK, contract, baseline, parts.test)["overall"]["mae"]
+    assert model_mae < 0.9 * baseline_mae
+
+
+def test_model_reads_raw_contract_columns_and_ignores_personal_data(trained):
+    contract, parts, result, _ = trained
+    rows = parts.test.head(50)
+    changed = rows.assign(last_entry_plate="ZZZ 999", last_entry_customer_id=None)
+    assert (result.model.predict(rows[contract.feature_columns]) ==
+            result.model.predict(changed[contract.feature_columns])).all()
+    assert list(result.model.feature_names_in_) == contract.feature_columns
+
+
+def test_segment_metrics_cover_every_kind_and_hour_band(trained):
+    contract, parts, result, _ = trained
+    evaluation = evaluate(TASK, contract, result.model, parts.test)
+    assert set(evaluation["by_segment"]) == set(parts.test["car_park_kind"])
+    assert set(evaluation["by_hour_band"]) == {"night", "morning", "midday", "evening", "late"}
+    flat = flatten(evaluation, prefix="test_")
+    assert flat["test_mae"] == evaluation["overall"]["mae"]
+    assert "test_mae.by_segment.airport" in flat
+
+
+def test_importance_ranks_known_drivers_above_noise(trained):
+    contract, parts, result, _ = trained
+    importance = feature_importance(TASK, contract, result.model, parts.test, sample=2000)
+    assert importance["timestamp"] > importance["rain_mm"]
+    assert importance.index[0] in ("timestamp", "car_park_kind", "car_park_id", "capacity")
+
+
+def test_fitted_model_has_no_untrusted_types(trained):
+    _, _, result, baseline = trained
+    assert untrusted_types(result.model) == []
+    assert untrusted_types(baseline) == []
+
+
+def test_baseline_falls_back_for_unseen_car_parks(trained):
+    contract, parts, _, baseline = trained
+    rows = parts.test.head(3).assign(car_park_id="NEW")
+    pred = baseline.predict(rows)
+    assert isinstance(baseline, SeasonalProfileBaseline)
+    assert pred == pytest.approx([baseline.global_mean_] * 3)
