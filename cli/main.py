@@ -167,10 +167,10 @@ def preflight(data: Path, parameters: dict[str, Any]) -> None:
     time_split(frame, contract.time_column, split, source=str(data))
 
 
-def train(args: argparse.Namespace, partner_default: Optional[str] = None) -> int:
+def train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config)
     parameters = config["parameters"]
-    parameters["contract_path"] = str(_resolve(parameters.get("contract_path", "configs/contract.yaml"), args.config))
+    parameters["contract_path"] = str(_resolve(parameters.get("contract_path", "configs/contract.yaml")))
     if args.data is not None:
         preflight(args.data, parameters)
         parameters["data_path"] = str(args.data.resolve())
@@ -179,8 +179,7 @@ def train(args: argparse.Namespace, partner_default: Optional[str] = None) -> in
 
     collaboration = _setup()
     parameters.setdefault("model_name", collaboration.model_name)
-    partner = args.partner or partner_default
-    stack, partner = workspace.select_stack(collaboration, partner, args.stack)
+    stack, partner = workspace.select_stack(collaboration, args.partner, args.stack)
     parameters["experiment_tracker"] = workspace.experiment_tracker_name()
     parameters["code_revision"] = workspace.code_revision()
     if args.no_cache:
@@ -218,7 +217,7 @@ def _collabops_cause(exc: BaseException) -> Optional[CollabopsError]:
     return None
 
 
-def _resolve(path: str, config_path: Path) -> Path:
+def _resolve(path: str) -> Path:
     """Relative paths in a config are relative to the project root."""
     candidate = Path(path)
     return candidate if candidate.is_absolute() else (ROOT / candidate).resolve()
@@ -226,8 +225,6 @@ def _resolve(path: str, config_path: Path) -> Path:
 
 def print_summary(run: Any, stack: str, partner: Optional[str]) -> None:
     from zenml.client import Client
-
-    from cli import workspace
 
     run = Client().get_pipeline_run(run.id)
     promote = run.steps.get("promote_model")
@@ -251,15 +248,16 @@ def print_summary(run: Any, stack: str, partner: Optional[str]) -> None:
         lines.append(f"  decision:      {decision['reason']}")
     lines.append(f"  artifacts:     {active_stack.artifact_store.path}")
     if tracker is not None:
-        uri = tracker.get_tracking_uri()
-        lines.append(f"  MLflow:        mlflow ui --backend-store-uri {uri}")
-    lines += [
-        f"  model versions: zenml model version list --model-name {version.model.name if version else '...'}",
-        "  dashboard:     pip install 'zenml[server]' is already in requirements.txt; "
-        "run `zenml login --local` and open the URL it prints",
-    ]
+        lines.append(f"  MLflow UI:     mlflow ui --backend-store-uri {tracker.get_tracking_uri()}")
+    if version is not None:
+        lines.append(f"  versions:      zenml model version list --model {version.model.name}")
+    store = Client().zen_store
+    if store.type.value == "rest":
+        lines.append(f"  dashboard:     {store.url}/runs/{run.id}")
+    else:
+        lines.append("  dashboard:     zenml login --local   (then open http://127.0.0.1:8237; "
+                     "zenml logout --local stops it)")
     print("\n".join(lines))
-    _ = workspace
 
 
 def main_job() -> int:

@@ -29,7 +29,7 @@ def prepare_environment() -> None:
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     os.environ.setdefault("ZENML_REPOSITORY_PATH", str(ROOT))
     os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
-    os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+    os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
