@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     stacks = commands.add_parser("stacks", help="register or update every stack in stacks/",
                                  description="Initialise the ZenML repository and register every "
                                              "stack in stacks/ (idempotent, never prompts).")
-    stacks.add_argument("--set", dest="activate", metavar="STACK", help="also make STACK the active stack")
+    stacks.add_argument("--partner", help="then make this partner's stack the active stack")
+    stacks.add_argument("--stack", help="then make this stack the active stack")
 
     generate = commands.add_parser("generate-data", help="write the example dataset to a file",
                                    description="Write realistic hourly car-park occupancy (seeded, deterministic).")
@@ -112,12 +113,11 @@ def _check_date(text: str) -> None:
 def stacks(args: argparse.Namespace) -> int:
     from cli import workspace
 
-    _setup(announce=True)
-    if args.activate:
-        if args.activate not in workspace.registered_stack_names():
-            raise ConfigError(f"unknown stack '{args.activate}'")
-        workspace.activate(args.activate)
-        print(f"active stack: {args.activate}")
+    collaboration = _setup(announce=True)
+    if args.partner or args.stack:
+        chosen, _ = workspace.select_stack(collaboration, args.partner, args.stack)
+        workspace.activate(chosen)
+        print(f"active stack: {chosen}")
     return 0
 
 

@@ -29,12 +29,20 @@ os.environ["ZENML_ENABLE_RICH_TRACEBACK"] = "false"
 os.environ["GIT_PYTHON_REFRESH"] = "quiet"
 os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
 
-_IGNORED = shutil.ignore_patterns(".git", ".zen", ".collabops", "data", "__pycache__", ".pytest_cache", "*.pyc")
+_LOCAL_STATE = {".git", ".zen", ".collabops", "data"}  # at the top level only: a clone has none of them
+_CACHES = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
+
+
+def _ignored(directory: str, names: list[str]) -> set[str]:
+    ignored = set(_CACHES(directory, names))
+    if Path(directory) == ROOT:
+        ignored |= _LOCAL_STATE & set(names)
+    return ignored
 
 
 def copy_project(destination: Path) -> Path:
     """A fresh copy of the repository, as a clone would have it."""
-    shutil.copytree(ROOT, destination, ignore=_IGNORED)
+    shutil.copytree(ROOT, destination, ignore=_ignored)
     return destination
 
 

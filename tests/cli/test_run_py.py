@@ -33,6 +33,24 @@ def test_train_on_a_fresh_clone_sets_up_everything(fresh_workspace: Workspace):
     assert "stack industry-local: up to date" in again.stdout
     assert "registered" not in again.stdout and "initialised" not in again.stdout
 
+    switch = ws.run("stacks", "--partner", "industry")
+    assert switch.returncode == 0 and "active stack: industry-local" in switch.stdout
+    described = ws.zenml("stack", "describe")
+    assert "'industry-local' stack (ACTIVE)" in described.stdout + described.stderr
+    unknown = ws.run("stacks", "--stack", "nope")
+    assert unknown.returncode == 1 and "unknown stack 'nope'" in unknown.stderr
+
+
+def test_main_job_without_arguments(fresh_workspace: Workspace):
+    """The README's promise: `python run.py` on a fresh clone trains the default model on the default data."""
+    result = fresh_workspace.run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training as partner 'university' on stack 'university-local' with data from the example generator" in result.stdout
+    assert "model version: parking-occupancy version 1 (stage: staging)" in result.stdout
+    mae = float(re.search(r"test period:\s+MAE ([0-9.]+)", result.stdout).group(1))
+    baseline = float(re.search(r"baseline MAE ([0-9.]+)", result.stdout).group(1))
+    assert mae < 0.85 * baseline
+
 
 def test_active_stack_set_by_hand_is_respected(fresh_workspace: Workspace):
     ws = fresh_workspace
