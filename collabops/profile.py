@@ -1,0 +1,42 @@
+"""A data profile: per-column statistics a partner can read without the data.
+
+The university reads it before training; the model bundle carries the
+training data's profile as the reference for drift monitoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from collabops.contract import DataContract
+
+TOP_CATEGORIES = 20
+
+
+def profile(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
+    """Counts, nulls and the distribution summary of every contract column."""
+    columns: dict[str, Any] = {}
+    for spec in contract.columns:
+        series = frame[spec.name]
+        entry: dict[str, Any] = {"type": spec.type, "count": int(series.notna().sum()),
+                                 "nulls": int(series.isna().sum()), "personal": spec.personal}
+        if spec.type in ("int", "float"):
+            values = series.dropna().astype(float)
+            if len(values):
+                quantiles = values.quantile([0.01, 0.25, 0.5, 0.75, 0.99]).tolist()
+                entry.update(mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
+                             max=float(values.max()), quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], quantiles)))
+        elif spec.type == "datetime":
+            entry.update(min=str(series.min()), max=str(series.max()))
+        elif spec.type == "bool":
+            entry.update(true_share=float(series.astype(float).mean()))
+        elif not spec.personal:
+            counts = series.value_counts().head(TOP_CATEGORIES)
+            entry.update(distinct=int(series.nunique()), top={str(k): int(v) for k, v in counts.items()})
+        else:
+            entry.update(distinct=int(series.nunique()))
+        columns[spec.name] = entry
+    return {"rows": int(len(frame)), "contract": contract.name, "contract_digest": contract.digest(),
+            "columns": columns}
