@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run the training pipeline",
                                 description="Validate, split, train, evaluate, track in MLflow, "
                                             "create a model version and promote it if it wins.")
-    train.add_argument("--data", type=Path, help="CSV or Parquet file (default: the example generator's data)")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="CSV or Parquet file (default: the example generator's data)")
+    source.add_argument("--data-bundle", type=Path, help="a data bundle from the industry partner (verified first)")
     train.add_argument("--config", type=Path, default=DEFAULT_TRAINING_CONFIG,
                        help="ZenML run configuration (default: configs/training.yaml)")
     train.add_argument("--no-cache", action="store_true", help="run every step, even if cached")
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                                              "stack in stacks/ (idempotent, never prompts).")
     stacks.add_argument("--partner", help="then make this partner's stack the active stack")
     stacks.add_argument("--stack", help="then make this stack the active stack")
+
+    from cli.exchange import add_exchange_commands
+
+    add_exchange_commands(commands, _stack_options)
 
     generate = commands.add_parser("generate-data", help="write the example dataset to a file",
                                    description="Write realistic hourly car-park occupancy (seeded, deterministic).")
@@ -72,6 +78,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return stacks(args)
         if args.command == "train":
             return train(args)
+        if args.command in ("keys", "verify", "export-data", "handover", "import-model"):
+            from cli import exchange
+
+            return exchange.dispatch(args)
         return main_job()
     except CollabopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -180,32 +190,48 @@ def train(args: argparse.Namespace) -> int:
     collaboration = _setup()
     parameters.setdefault("model_name", collaboration.model_name)
     stack, partner = workspace.select_stack(collaboration, args.partner, args.stack)
+    if args.data_bundle is not None:
+        from cli.exchange import preflight_bundle
+
+        preflight_bundle(args.data_bundle, "data", parameters["contract_path"], collaboration, partner)
+        parameters.update(data_bundle=str(args.data_bundle.resolve()), keys_dir=str(collaboration.keys_dir),
+                          partner=partner)
     parameters["experiment_tracker"] = workspace.experiment_tracker_name()
     parameters["code_revision"] = workspace.code_revision()
     if args.no_cache:
         config["enable_cache"] = False
-    print(f"training as partner '{partner or 'unknown'}' on stack '{stack}' "
-          f"with data from {parameters.get('data_path') or 'the example generator'}")
+    print(f"training as partner '{partner or 'unknown'}' on stack '{stack}' with data from "
+          f"{parameters.get('data_bundle') or parameters.get('data_path') or 'the example generator'}")
 
     from pipelines.training import training_pipeline
 
-    tags = list(config.get("tags") or []) + ([f"partner:{partner}"] if partner else [])
-    config["tags"] = tags
+    run = run_pipeline(training_pipeline, config, partner)
+    if run is None:
+        return 1
+    print_summary(run, stack, partner)
+    return 0
+
+
+def run_pipeline(pipeline: Any, config: dict[str, Any], partner: Optional[str]) -> Any:
+    """Run ``pipeline`` with ``config`` as its run configuration; None if a step failed.
+
+    A failure caused by the user's input is re-raised as that error, so the
+    CLI prints its message; anything else is reported with its type.
+    """
+    config["tags"] = list(config.get("tags") or []) + ([f"partner:{partner}"] if partner else [])
     with tempfile.TemporaryDirectory() as tmp:
-        merged = Path(tmp) / "training.yaml"
+        merged = Path(tmp) / "run.yaml"
         merged.write_text(yaml.safe_dump(config), encoding="utf-8")
         try:
-            run = training_pipeline.with_options(config_path=str(merged))()
+            return pipeline.with_options(config_path=str(merged))()
         except CollabopsError:
             raise
         except Exception as exc:  # a failed step: ZenML has logged the details above
             cause = _collabops_cause(exc)
             if cause is not None:
                 raise cause from None
-            print(f"error: the training run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-    print_summary(run, stack, partner)
-    return 0
+            print(f"error: the {pipeline.name} run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
 
 
 def _collabops_cause(exc: BaseException) -> Optional[CollabopsError]:

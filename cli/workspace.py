@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -41,6 +41,12 @@ class Collaboration:
     model_name: str
     default_partner: str
     partner_stacks: dict[str, str]
+    owners: dict[str, str] = field(default_factory=dict)
+    exchange: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys_dir(self) -> Path:
+        return ROOT / str(self.exchange.get("keys_dir", "keys"))
 
     @classmethod
     def load(cls, path: Path = COLLABORATION_CONFIG) -> "Collaboration":
@@ -51,7 +57,9 @@ class Collaboration:
         try:
             partners = {name: str(spec["stack"]) for name, spec in raw["partners"].items()}
             collaboration = cls(model_name=str(raw["model_name"]), default_partner=str(raw["default_partner"]),
-                                partner_stacks=partners)
+                                partner_stacks=partners,
+                                owners={name: str(spec.get("owner", name)) for name, spec in raw["partners"].items()},
+                                exchange=dict(raw.get("exchange") or {}))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: missing or malformed field {exc}") from None
         if collaboration.default_partner not in partners:

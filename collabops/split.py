@@ -86,3 +86,14 @@ def _too_few(frame: pd.DataFrame, settings: SplitSettings, source: str) -> str:
         f"with at least {settings.min_rows_per_part} rows in each part need at least "
         f"{settings.rows_needed} rows spread over time (see 'split' in the training config)"
     )
+
+
+def hold_out_latest(frame: pd.DataFrame, time_column: str, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off the latest ``fraction`` of the time range: (the rest, the holdout)."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {fraction}")
+    times = np.sort(frame[time_column].unique())
+    n_hold = max(1, int(round(len(times) * fraction)))
+    cut = times[len(times) - n_hold]
+    moment = frame[time_column]
+    return frame[moment < cut].reset_index(drop=True), frame[moment >= cut].reset_index(drop=True)

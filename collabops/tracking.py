@@ -7,19 +7,12 @@ starts one per pipeline run); the tracking server is the stack's business.
 from __future__ import annotations
 
 import warnings
-from importlib import metadata
 from typing import Any, Mapping
 
 import pandas as pd
 
+from collabops.environment import pinned_requirements
 from collabops.trusted_types import TRUSTED_TYPES
-
-# What a loader of the logged model needs; pinned to what trained it.
-MODEL_REQUIREMENTS = ("scikit-learn", "skops", "pandas", "numpy", "scipy")
-
-
-def pinned_requirements(packages: tuple[str, ...] = MODEL_REQUIREMENTS) -> list[str]:
-    return [f"{name}=={metadata.version(name)}" for name in packages]
 
 
 def log_training_run(

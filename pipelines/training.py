@@ -13,6 +13,7 @@ from zenml import Model, pipeline
 
 from steps.data import generate_dataset, load_data_contract, load_dataset, split_data, validate_data
 from steps.evaluation import evaluate_models
+from steps.exchange import load_data_bundle
 from steps.registry import promote_model
 from steps.tracking import log_experiment
 from steps.training import train_baseline, train_model
@@ -27,17 +28,25 @@ def training_pipeline(
     search: dict,
     generator: Optional[dict] = None,
     data_path: Optional[str] = None,
+    data_bundle: Optional[str] = None,
+    keys_dir: Optional[str] = None,
+    partner: Optional[str] = None,
     experiment_tracker: Optional[str] = None,
     code_revision: Optional[str] = None,
 ) -> None:
-    """Train on ``data_path`` (CSV/Parquet) or, without it, on the example generator's data.
+    """Train on a verified ``data_bundle``, a ``data_path`` (CSV/Parquet) or the example generator's data.
 
     The model version is attached only to the steps after validation and the
     split, so bad data never creates a model version.
     """
-    source = data_path or "example data (generator)"
+    source = data_bundle or data_path or "example data (generator)"
     contract = load_data_contract(contract_path)
-    raw = load_dataset(data_path) if data_path else generate_dataset(generator or {})
+    if data_bundle:
+        raw = load_data_bundle(data_bundle, contract, keys_dir or "keys", partner or "university")
+    elif data_path:
+        raw = load_dataset(data_path)
+    else:
+        raw = generate_dataset(generator or {})
     data = validate_data(raw, contract, source)
     train, validation, test = split_data(data, contract, split, source)
 
