@@ -104,8 +104,16 @@ def _prepare(args: argparse.Namespace, natural_partner: str) -> tuple[Collaborat
     return collaboration, stack, partner
 
 
-def export_data(args: argparse.Namespace) -> int:
+def _signing_parameters(args: argparse.Namespace, partner: str) -> dict[str, Any]:
+    """Where the bundle goes and who signs it: the key's path, never the key."""
     from cli import workspace
+
+    return {"out_dir": str(args.out.resolve()), "partner": partner,
+            "private_key": str(args.private_key.resolve()) if args.private_key else None,
+            "code_revision": workspace.code_revision()}
+
+
+def export_data(args: argparse.Namespace) -> int:
     from cli.main import preflight, run_pipeline
     from collabops.pseudonymise import load_key
     from collabops.signing import load_signer
@@ -122,11 +130,9 @@ def export_data(args: argparse.Namespace) -> int:
     from pipelines.exchange import export_data_pipeline
 
     config = {"parameters": {
-        "contract_path": str(CONTRACT), "data_path": str(args.data.resolve()), "out_dir": str(args.out.resolve()),
-        "partner": partner, "holdout_fraction": float(exchange.get("holdout_fraction", 0.1)),
-        "key_env": key_env, "key_file": key_file,
-        "private_key": str(args.private_key.resolve()) if args.private_key else None,
-        "code_revision": workspace.code_revision()}}
+        "contract_path": str(CONTRACT), "data_path": str(args.data.resolve()),
+        "holdout_fraction": float(exchange.get("holdout_fraction", 0.1)), "key_env": key_env, "key_file": key_file,
+        **_signing_parameters(args, partner)}}
     run = run_pipeline(export_data_pipeline, config, partner)
     if run is None:
         return 1
@@ -140,7 +146,6 @@ def export_data(args: argparse.Namespace) -> int:
 
 
 def handover(args: argparse.Namespace) -> int:
-    from cli import workspace
     from cli.main import run_pipeline
     from collabops.signing import load_signer
 
@@ -157,11 +162,8 @@ def handover(args: argparse.Namespace) -> int:
     print(f"handing over {collaboration.model_name} version {chosen.name} as partner '{partner}' from stack '{stack}'")
     from pipelines.exchange import handover_pipeline
 
-    config = {"parameters": {
-        "model_name": collaboration.model_name, "version": str(chosen.name), "out_dir": str(args.out.resolve()),
-        "partner": partner, "owners": collaboration.owners,
-        "private_key": str(args.private_key.resolve()) if args.private_key else None,
-        "code_revision": workspace.code_revision()}}
+    config = {"parameters": {"model_name": collaboration.model_name, "version": str(chosen.name),
+                             "owners": collaboration.owners, **_signing_parameters(args, partner)}}
     run = run_pipeline(handover_pipeline, config, partner)
     if run is None:
         return 1

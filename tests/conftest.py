@@ -49,21 +49,32 @@ def copy_project(destination: Path) -> Path:
 class Workspace:
     """A copy of the project bound to one ZenML configuration directory."""
 
-    def __init__(self, root: Path, zenml_config: Path) -> None:
+    def __init__(self, root: Path, zenml_config: Path, extra_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.zenml_config = zenml_config
+        self.extra_env = dict(extra_env or {})
 
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "ZENML_ACTIVE_STACK_ID"}
         env.update(ZENML_CONFIG_PATH=str(self.zenml_config), ZENML_REPOSITORY_PATH=str(self.root),
                    ZENML_ANALYTICS_OPT_IN="false", PYTHONUNBUFFERED="1", NO_COLOR="1")
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """``python run.py ARGS`` in the copy; never reads stdin."""
         return subprocess.run([sys.executable, "run.py", *args], cwd=self.root, env=self.env,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def query(self, code: str) -> object:
+        """Run Python ``code`` against this workspace's ZenML store; it must print one JSON value."""
+        import json
+
+        result = subprocess.run([sys.executable, "-c", code], cwd=self.root, env=self.env, capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
     def zenml(self, *args: str) -> subprocess.CompletedProcess:
         zenml = str(Path(sys.executable).with_name("zenml"))

@@ -58,8 +58,15 @@ def test_mlflow_run_holds_the_metrics_and_the_model(trained):
     from zenml.stack import Stack
 
     tracker = Stack.from_model(stack).experiment_tracker
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracker.get_tracking_uri())
-    client = mlflow.MlflowClient()
+    try:
+        _check_mlflow_run(mlflow, mlflow.MlflowClient(), metadata)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _check_mlflow_run(mlflow, client, metadata):
     run = client.get_run(metadata["mlflow_run_id"])
     assert run.data.metrics["test_mae"] == pytest.approx(metadata["test_metrics"]["overall"]["mae"])
     assert run.data.metrics["baseline_test_mae"] == pytest.approx(metadata["baseline_test_metrics"]["overall"]["mae"])
@@ -74,7 +81,6 @@ def test_mlflow_run_holds_the_metrics_and_the_model(trained):
     assert "last_entry_plate" not in signature.inputs.input_names()
     loaded = mlflow.sklearn.load_model(model.model_uri)
     assert list(loaded.feature_names_in_)[0] == "timestamp"
-    mlflow.set_tracking_uri("")
 
 
 def test_a_tie_does_not_replace_staging(trained):

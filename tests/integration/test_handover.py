@@ -1,0 +1,155 @@
+"""The whole exchange between two separate ZenML worlds, passing only the exchange folder.
+
+Industry and university each have their own copy of the repository, ZenML
+store, artifact store, MLflow database and private key; the only things
+they share are the committed public keys and the bundles in the exchange
+folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT, Workspace, copy_project
+
+RUNS = """
+import json
+from zenml.client import Client
+c = Client()
+print(json.dumps(sorted({r.pipeline.name for r in c.list_pipeline_runs(size=100).items})))
+"""
+VERSION = """
+import json
+from zenml.client import Client
+v = Client().get_model_version("parking-occupancy", 1)
+print(json.dumps({"metadata": v.run_metadata, "runs": [str(i) for i in v.pipeline_run_ids.values()]}, default=str))
+"""
+COUNT = """
+import json
+from zenml.client import Client
+try:
+    print(json.dumps(len(Client().list_model_versions(model_name_or_id="parking-occupancy").items)))
+except KeyError:
+    print(json.dumps(0))
+"""
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    base = tmp_path_factory.mktemp("two-worlds")
+    industry = Workspace(copy_project(base / "industry"), base / "industry-zenml",
+                         {"XDG_CONFIG_HOME": str(base / "industry-home"),
+                          "COLLABOPS_PSEUDONYMISATION_KEY": "industry-only-secret-0123456789"})
+    university = Workspace(copy_project(base / "university"), base / "university-zenml",
+                           {"XDG_CONFIG_HOME": str(base / "university-home")})
+    for ws, partner in ((industry, "industry"), (university, "university")):
+        shutil.rmtree(ws.root / "keys", ignore_errors=True)
+        (ws.root / "keys").mkdir()
+        result = ws.run("keys", "init", "--partner", partner)
+        assert result.returncode == 0, result.stderr
+    # "Committing" the public keys: each side gets the other's .pub file, nothing else.
+    shutil.copy(industry.root / "keys" / "industry.pub", university.root / "keys")
+    shutil.copy(university.root / "keys" / "university.pub", industry.root / "keys")
+    exchange = base / "exchange"
+    raw = base / "industry-private" / "raw.parquet"
+    assert industry.run("generate-data", "--out", str(raw), "--months", "4", "--car-parks", "8").returncode == 0
+
+    exported = industry.run("export-data", "--data", str(raw), "--out", str(exchange))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    data_bundle = next(exchange.glob("data-*"))
+    config = yaml.safe_load((ROOT / "tests" / "configs" / "fast.yaml").read_text())
+    config["parameters"]["model_name"] = "parking-occupancy"
+    config_path = university.root / "handover-test.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    trained = university.run("train", "--data-bundle", str(data_bundle), "--config", str(config_path))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    handed = university.run("handover", "--version", "1", "--out", str(exchange))
+    assert handed.returncode == 0, handed.stderr[-3000:]
+    model_bundle = next(exchange.glob("model-*"))
+    return industry, university, raw, data_bundle, model_bundle, exported
+
+
+def test_no_personal_value_leaves_the_industry_side(worlds):
+    industry, _, raw, data_bundle, _, _ = worlds
+    raw_frame = pd.read_parquet(raw)
+    exported = pd.read_parquet(data_bundle / "data" / "occupancy.parquet")
+    for column in ("last_entry_plate", "last_entry_customer_id"):
+        values = set(raw_frame[column].dropna())
+        assert not values & set(exported[column].dropna()), column
+        assert exported[column].dropna().str.fullmatch(r"[0-9a-f]{64}").all()
+        probes = [v.encode() for v in list(values)[:300]]
+        for path in data_bundle.rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert not [p for p in probes if p in content], f"raw {column} value in {path.name}"
+    # Joins still work: each raw plate maps to exactly one pseudonym, and distinct plates stay distinct.
+    keys = ["car_park_id", "timestamp"]
+    pairs = raw_frame[keys + ["last_entry_plate"]].merge(
+        exported[keys + ["last_entry_plate"]], on=keys, suffixes=("_raw", "_pseudo")).dropna()
+    assert len(pairs) > 1000
+    assert (pairs.groupby("last_entry_plate_raw")["last_entry_plate_pseudo"].nunique() == 1).all()
+    assert (pairs.groupby("last_entry_plate_pseudo")["last_entry_plate_raw"].nunique() == 1).all()
+
+
+def test_the_holdout_stays_on_the_industry_side(worlds):
+    _, _, raw, data_bundle, _, exported = worlds
+    raw_frame = pd.read_parquet(raw)
+    bundle_frame = pd.read_parquet(data_bundle / "data" / "occupancy.parquet")
+    holdout_start = raw_frame["timestamp"].sort_values().iloc[len(bundle_frame)]
+    assert bundle_frame["timestamp"].max() < holdout_start
+    assert len(bundle_frame) < 0.95 * len(raw_frame)
+    assert "acceptance holdout kept on this side" in exported.stdout
+
+
+def test_imported_version_carries_the_university_run_and_metrics(worlds):
+    industry, university, _, _, model_bundle, _ = worlds
+    imported = industry.run("import-model", str(model_bundle))
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert "as parking-occupancy version 1 on stack 'industry-local'" in imported.stdout
+    ours = industry.query(VERSION)["metadata"]
+    theirs = university.query(VERSION)
+    assert ours["producer"]["partner"] == "university"
+    assert ours["producer_model"]["training_run_id"] == theirs["runs"][0]
+    assert ours["producer_metrics"]["test"]["overall"]["mae"] == pytest.approx(
+        theirs["metadata"]["test_metrics"]["overall"]["mae"])
+    assert ours["imported_bundle_id"] == json.loads((model_bundle / "manifest.json").read_text())["bundle_id"]
+
+
+def test_the_two_stores_share_nothing(worlds):
+    industry, university, *_ = worlds
+    assert industry.zenml_config != university.zenml_config
+    assert set(university.query(RUNS)) == {"training", "handover"}
+    assert "training" not in industry.query(RUNS) and "export-data" in industry.query(RUNS)
+    assert not list(university.zenml_config.rglob("*holdout*"))
+
+
+@pytest.mark.parametrize("damage, check", [
+    (lambda root: (root / "model" / "model.skops").write_bytes(b"\0" + (root / "model" / "model.skops").read_bytes()[1:]), "files"),
+    (lambda root: (root / "model" / "backdoor.py").write_text("import os"), "unlisted files"),
+    (lambda root: (root / "manifest.sig").write_bytes(b"\0" * 64), "signature"),
+])
+def test_a_tampered_model_bundle_is_refused_and_nothing_is_imported(worlds, tmp_path, damage, check):
+    industry, _, _, _, model_bundle, _ = worlds
+    before = industry.query(COUNT)
+    broken = tmp_path / "model-broken"
+    shutil.copytree(model_bundle, broken)
+    damage(broken)
+    result = industry.run("import-model", str(broken))
+    assert result.returncode == 1
+    assert f"bundle refused, check '{check}' failed" in result.stderr
+    assert industry.query(COUNT) == before
+
+
+def test_a_bundle_signed_by_ourselves_is_not_trusted_as_the_other_partner(worlds, tmp_path):
+    industry, university, _, data_bundle, _, _ = worlds
+    result = industry.run("train", "--data-bundle", str(data_bundle), "--partner", "industry")
+    assert result.returncode == 1
+    assert "check 'signature' failed" in result.stderr and "trusted: university" in result.stderr
+    verify = university.run("verify", str(data_bundle))
+    assert verify.returncode == 0 and "signed by 'industry'" in verify.stdout
