@@ -33,12 +33,14 @@ def add_exchange_commands(commands: Any, stack_options: Callable[[argparse.Argum
     export.add_argument("--data", type=Path, required=True, help="raw CSV or Parquet file")
     export.add_argument("--out", type=Path, required=True, help="exchange folder to write the bundle into")
     export.add_argument("--private-key", type=Path, help="signing key (default: the partner's key location)")
+    export.add_argument("--archive", action="store_true", help="also write the bundle as one .tar.gz")
     stack_options(export)
 
     handover = commands.add_parser("handover", help="university: hand over a model version as a signed bundle")
     handover.add_argument("--version", default="staging", help="model version: staging, production or a number")
     handover.add_argument("--out", type=Path, required=True, help="exchange folder to write the bundle into")
     handover.add_argument("--private-key", type=Path, help="signing key (default: the partner's key location)")
+    handover.add_argument("--archive", action="store_true", help="also write the bundle as one .tar.gz")
     stack_options(handover)
 
     importer = commands.add_parser("import-model", help="industry: verify a model bundle and register it")
@@ -138,8 +140,8 @@ def export_data(args: argparse.Namespace) -> int:
         return 1
     manifest = _output(run, "write_data_bundle_step", "bundle_manifest")
     holdout = run.steps["hold_out_acceptance"].run_metadata
-    print(f"\ndata bundle {manifest['bundle_id']}: {manifest['rows']:,} pseudonymised rows "
-          f"-> {_output_metadata(run, 'write_data_bundle_step', 'bundle_path')}")
+    path = _maybe_archive(args, _output_metadata(run, "write_data_bundle_step", "bundle_path"))
+    print(f"\ndata bundle {manifest['bundle_id']}: {manifest['rows']:,} pseudonymised rows -> {path}")
     print(f"acceptance holdout kept on this side: {holdout.get('holdout_rows'):,} rows "
           f"from {holdout.get('holdout_start')} (artifact 'acceptance_holdout' of run {run.name})")
     return 0
@@ -168,7 +170,8 @@ def handover(args: argparse.Namespace) -> int:
     if run is None:
         return 1
     manifest = _output(run, "write_model_bundle_step", "bundle_manifest")
-    print(f"\nmodel bundle {manifest['bundle_id']} -> {_output_metadata(run, 'write_model_bundle_step', 'bundle_path')}")
+    path = _maybe_archive(args, _output_metadata(run, "write_model_bundle_step", "bundle_path"))
+    print(f"\nmodel bundle {manifest['bundle_id']} -> {path}")
     return 0
 
 
@@ -193,6 +196,16 @@ def import_model(args: argparse.Namespace) -> int:
     print(f"\nimported bundle {manifest['bundle_id']} from '{manifest['producer']['partner']}' as "
           f"{version.model.name} version {version.name} on stack '{stack}'")
     return 0
+
+
+def _maybe_archive(args: argparse.Namespace, folder: str) -> str:
+    """With --archive, pack the sealed folder as ``<folder>.tar.gz`` next to it."""
+    if not args.archive:
+        return folder
+    from collabops.bundle import archive
+
+    packed = archive(Path(folder), Path(f"{folder}.tar.gz"))
+    return f"{folder} and {packed}"
 
 
 def _output(run: Any, step: str, name: str) -> Any:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Workspace
+from tests.conftest import ROOT, Workspace, copy_project
 
 
 def test_train_on_a_fresh_clone_sets_up_everything(fresh_workspace: Workspace):
@@ -136,3 +136,20 @@ def test_train_on_a_generated_drift_file(workspace: Workspace, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"with data from {data}" in result.stdout
     assert "version 1 (stage: staging)" in result.stdout
+
+
+def test_keys_init_keeps_the_private_key_out_of_the_repository(tmp_path):
+    ws = Workspace(copy_project(tmp_path / "clone"), tmp_path / "zenml", {"XDG_CONFIG_HOME": str(tmp_path / "home")})
+    inside = ws.run("keys", "init", "--partner", "university", "--private-key", str(ws.root / "university.key"))
+    assert inside.returncode == 1 and "must live outside the repository" in inside.stderr
+    assert not (ws.root / "university.key").exists() and not (ws.root / "keys" / "university.pub").exists()
+    unknown = ws.run("keys", "init", "--partner", "hospital")
+    assert unknown.returncode == 1 and "unknown partner 'hospital'" in unknown.stderr
+    made = ws.run("keys", "init", "--partner", "university")
+    assert made.returncode == 0, made.stderr
+    private = tmp_path / "home" / "collabops" / "keys" / "university.key"
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
+    assert (ws.root / "keys" / "university.pub").read_text().startswith("ed25519 ")
+    again = ws.run("keys", "init", "--partner", "university")
+    assert again.returncode == 1 and "already exists (use --force" in again.stderr
+

@@ -69,9 +69,9 @@ def worlds(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(config))
     trained = university.run("train", "--data-bundle", str(data_bundle), "--config", str(config_path))
     assert trained.returncode == 0, trained.stderr[-3000:]
-    handed = university.run("handover", "--version", "1", "--out", str(exchange))
+    handed = university.run("handover", "--version", "1", "--out", str(exchange), "--archive")
     assert handed.returncode == 0, handed.stderr[-3000:]
-    model_bundle = next(exchange.glob("model-*"))
+    model_bundle = next(p for p in exchange.glob("model-*") if p.is_dir())
     return industry, university, raw, data_bundle, model_bundle, exported
 
 
@@ -109,7 +109,7 @@ def test_the_holdout_stays_on_the_industry_side(worlds):
 
 def test_imported_version_carries_the_university_run_and_metrics(worlds):
     industry, university, _, _, model_bundle, _ = worlds
-    imported = industry.run("import-model", str(model_bundle))
+    imported = industry.run("import-model", f"{model_bundle}.tar.gz")
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert "as parking-occupancy version 1 on stack 'industry-local'" in imported.stdout
     ours = industry.query(VERSION)["metadata"]
