@@ -72,11 +72,11 @@ def worlds(tmp_path_factory):
     handed = university.run("handover", "--version", "1", "--out", str(exchange), "--archive")
     assert handed.returncode == 0, handed.stderr[-3000:]
     model_bundle = next(p for p in exchange.glob("model-*") if p.is_dir())
-    return industry, university, raw, data_bundle, model_bundle, exported
+    return industry, university, raw, data_bundle, model_bundle, exported, base
 
 
 def test_no_personal_value_leaves_the_industry_side(worlds):
-    industry, _, raw, data_bundle, _, _ = worlds
+    industry, _, raw, data_bundle, *_ = worlds
     raw_frame = pd.read_parquet(raw)
     exported = pd.read_parquet(data_bundle / "data" / "occupancy.parquet")
     for column in ("last_entry_plate", "last_entry_customer_id"):
@@ -98,7 +98,7 @@ def test_no_personal_value_leaves_the_industry_side(worlds):
 
 
 def test_the_holdout_stays_on_the_industry_side(worlds):
-    _, _, raw, data_bundle, _, exported = worlds
+    _, _, raw, data_bundle, _, exported, _ = worlds
     raw_frame = pd.read_parquet(raw)
     bundle_frame = pd.read_parquet(data_bundle / "data" / "occupancy.parquet")
     holdout_start = raw_frame["timestamp"].sort_values().iloc[len(bundle_frame)]
@@ -108,7 +108,7 @@ def test_the_holdout_stays_on_the_industry_side(worlds):
 
 
 def test_imported_version_carries_the_university_run_and_metrics(worlds):
-    industry, university, _, _, model_bundle, _ = worlds
+    industry, university, _, _, model_bundle, *_ = worlds
     imported = industry.run("import-model", f"{model_bundle}.tar.gz")
     assert imported.returncode == 0, imported.stderr[-3000:]
     assert "as parking-occupancy version 1 on stack 'industry-local'" in imported.stdout
@@ -135,7 +135,7 @@ def test_the_two_stores_share_nothing(worlds):
     (lambda root: (root / "manifest.sig").write_bytes(b"\0" * 64), "signature"),
 ])
 def test_a_tampered_model_bundle_is_refused_and_nothing_is_imported(worlds, tmp_path, damage, check):
-    industry, _, _, _, model_bundle, _ = worlds
+    industry, _, _, _, model_bundle, *_ = worlds
     before = industry.query(COUNT)
     broken = tmp_path / "model-broken"
     shutil.copytree(model_bundle, broken)
@@ -146,8 +146,76 @@ def test_a_tampered_model_bundle_is_refused_and_nothing_is_imported(worlds, tmp_
     assert industry.query(COUNT) == before
 
 
+def _resign(root: Path, private_key: Path, change) -> None:
+    """Edit the manifest and sign it again with the university's real key: only later checks can catch it."""
+    from collabops.signing import load_signer
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    change(root, manifest)
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (root / "manifest.json").write_bytes(data)
+    (root / "manifest.sig").write_bytes(load_signer("university", private_key).sign(data))
+
+
+def _escape(root: Path, manifest: dict) -> None:
+    manifest["files"].append({"path": "../outside.json", "size": 2, "sha256": "0" * 64})
+
+
+def _link(root: Path, manifest: dict) -> None:
+    target = root / "metrics.json"
+    target.rename(root.parent / "elsewhere.json")
+    target.symlink_to(root.parent / "elsewhere.json")
+
+
+def _other_contract(root: Path, manifest: dict) -> None:
+    import hashlib
+
+    raw = yaml.safe_load((root / "contract.yaml").read_text())
+    raw["columns"] = [c for c in raw["columns"] if c["name"] != "price_per_hour"]
+    (root / "contract.yaml").write_text(yaml.safe_dump(raw))
+    content = (root / "contract.yaml").read_bytes()
+    for entry in manifest["files"]:
+        if entry["path"] == "contract.yaml":
+            entry.update(size=len(content), sha256=hashlib.sha256(content).hexdigest())
+
+
+@pytest.mark.parametrize("change, check, fragment", [
+    (lambda root, m: m.update(format_version=2), "format version", "format_version 2 is not understood"),
+    (_escape, "paths", "'../outside.json' contains '..'"),
+    (_link, "paths", "'metrics.json' is a link"),
+    (_other_contract, "contract", "feature column 'price_per_hour' is missing there"),
+])
+def test_a_validly_signed_but_broken_bundle_is_refused_and_nothing_is_imported(worlds, tmp_path, change, check,
+                                                                               fragment):
+    industry, _, _, _, model_bundle, _, base = worlds
+    before = industry.query(COUNT)
+    broken = tmp_path / "work" / "model-broken"
+    shutil.copytree(model_bundle, broken)
+    _resign(broken, base / "university-home" / "collabops" / "keys" / "university.key", change)
+    result = industry.run("import-model", str(broken))
+    assert result.returncode == 1
+    assert f"bundle refused, check '{check}' failed" in result.stderr and fragment in result.stderr
+    assert industry.query(COUNT) == before
+
+
+def test_an_archive_escaping_its_folder_is_refused_before_extraction(worlds, tmp_path):
+    import io
+    import tarfile
+
+    industry, *_ = worlds
+    packed = tmp_path / "deep" / "model-evil.tar.gz"
+    packed.parent.mkdir()
+    with tarfile.open(packed, "w:gz") as tar:
+        member = tarfile.TarInfo("../../planted.txt")
+        member.size = 5
+        tar.addfile(member, io.BytesIO(b"owned"))
+    result = industry.run("import-model", str(packed))
+    assert result.returncode == 1 and "check 'archive member paths' failed" in result.stderr
+    assert not list(tmp_path.rglob("planted.txt")) and not list(Path("/tmp").glob("planted.txt"))
+
+
 def test_a_bundle_signed_by_ourselves_is_not_trusted_as_the_other_partner(worlds, tmp_path):
-    industry, university, _, data_bundle, _, _ = worlds
+    industry, university, _, data_bundle, *_ = worlds
     result = industry.run("train", "--data-bundle", str(data_bundle), "--partner", "industry")
     assert result.returncode == 1
     assert "check 'signature' failed" in result.stderr and "trusted: university" in result.stderr
