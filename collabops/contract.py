@@ -91,18 +91,24 @@ class DataContract:
         canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def validate(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    def validate(self, frame: pd.DataFrame, source: str, columns: Optional[list[str]] = None,
+                 row_offset: int = 0) -> pd.DataFrame:
         """Return ``frame`` coerced to the contract's types, or raise ``DataError``.
 
         ``source`` names the data (usually its file path) in the error message.
-        Rows in messages are counted from 1, header excluded.
+        Rows in messages are counted from 1, header excluded; ``row_offset``
+        shifts them when ``frame`` is a chunk of a larger file. ``columns``
+        limits the check to those columns (scoring needs only the features).
         """
         import pandera.errors
 
         if len(frame) == 0:
             raise DataError(f"{source}: has a header but no data rows")
         frame = frame.reset_index(drop=True)
-        missing = [name for name in self.column_names if name not in frame.columns]
+        if row_offset:
+            frame.index = frame.index + row_offset
+        wanted = list(columns) if columns is not None else self.column_names
+        missing = [name for name in wanted if name not in frame.columns]
         if missing:
             present = ", ".join(map(str, frame.columns))
             raise DataError(
@@ -110,10 +116,10 @@ class DataContract:
                 f"(the contract '{self.name}' needs them; the file has: {present})"
             )
         try:
-            validated = self._schema().validate(frame[self.column_names], lazy=True)
+            validated = self._schema(wanted).validate(frame[wanted], lazy=True)
         except pandera.errors.SchemaErrors as exc:
             raise DataError(_describe_failures(self, exc.failure_cases, source)) from None
-        return validated
+        return validated.reset_index(drop=True) if row_offset else validated
 
     def check_trainable(self, frame: pd.DataFrame, source: str) -> None:
         """Refuse a target with a single value: there is nothing to learn from it."""
@@ -123,11 +129,11 @@ class DataContract:
             raise DataError(f"{source}: column '{self.target}' (the target) is constant: every row is {only}; "
                             "a model cannot learn anything from it")
 
-    def _schema(self) -> Any:
+    def _schema(self, wanted: list[str]) -> Any:
         import pandera.pandas as pa
 
         columns = {}
-        for spec in self.columns:
+        for spec in (c for c in self.columns if c.name in wanted):
             checks = []
             if spec.categories is not None:
                 checks.append(pa.Check.isin(list(spec.categories)))
@@ -138,9 +144,10 @@ class DataContract:
             columns[spec.name] = pa.Column(
                 _pandas_dtype(spec), checks=checks, nullable=spec.nullable, coerce=True
             )
+        keys = [self.entity_column, self.time_column]
         return pa.DataFrameSchema(
             columns,
-            unique=[self.entity_column, self.time_column],
+            unique=keys if set(keys) <= set(wanted) else None,
             report_duplicates="exclude_first",
             strict=False,
         )
@@ -161,6 +168,11 @@ def _pandas_dtype(spec: ColumnSpec) -> str:
 def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: str) -> str:
     """Condense pandera's failure-case table into one message per column and check."""
     problems: list[str] = []
+    # A column whose values are of the wrong type also fails its range checks,
+    # with errors about comparing types; report only the type problem.
+    checks = failures["check"].astype(str)
+    mistyped = set(failures.loc[checks.str.startswith("coerce_dtype"), "column"])
+    failures = failures[~failures["column"].isin(mistyped) | checks.str.startswith("coerce_dtype")]
     for (column, check), group in failures.groupby(["column", "check"], sort=False, dropna=False):
         rows = [int(i) + 1 for i in group["index"].dropna().tolist()]
         examples = ", ".join(
@@ -170,7 +182,9 @@ def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: s
         shown = examples if count <= _MAX_ROWS_SHOWN else (
             ", ".join(examples.split(", ")[:_MAX_ROWS_SHOWN]) + f", ... ({count} rows in all)"
         )
-        problems.append(_problem_text(contract, str(column), str(check), count, shown))
+        problem = _problem_text(contract, str(column), str(check), count, shown)
+        if problem not in problems:
+            problems.append(problem)
     head = f"{source}: {len(problems)} problem(s) against the data contract '{contract.name}':"
     lines = problems[:_MAX_PROBLEMS_SHOWN]
     if len(problems) > _MAX_PROBLEMS_SHOWN:

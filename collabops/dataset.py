@@ -18,15 +18,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     sure there is a table with at least one data row.
     """
     path = Path(path)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}' (use .csv or .parquet)")
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: is not a file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty (0 bytes)")
+    kind = check_readable(path)
     try:
         if kind == "csv":
             frame = pd.read_csv(path, low_memory=False)
@@ -39,6 +31,20 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError(f"{path}: has a header but no data rows")
     return frame
+
+
+def check_readable(path: Path) -> str:
+    """The file's kind (``csv`` or ``parquet``), or a ``DataError`` if it is missing, empty or of another type."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}' (use .csv or .parquet)")
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: is not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+    return kind
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
