@@ -1,0 +1,201 @@
+"""The prediction service as a real HTTP server on 127.0.0.1, started and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collabops.bundle import Producer
+from collabops.contract import load_contract
+from collabops.features import build_model
+from collabops.generator import GeneratorSettings, generate
+from collabops.model_bundle import write_model_bundle
+from collabops.profile import profile
+from collabops.signing import generate_key_pair, load_signer
+from collabops.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _call(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def _start(bundle: Path, keys: Path, log_dir: Path, extra: list[str] = (), env: dict | None = None):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "collabops.serving", "--bundle", str(bundle), "--keys-dir",
+                                str(keys), "--port", str(port), "--log-dir", str(log_dir), "--max-body-bytes",
+                                "200000", *extra], cwd=ROOT, env={**os.environ, **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode())
+        try:
+            if _call(f"{url}/health")[0] == 200:
+                return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("service did not start")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving")
+    frame = generate(GeneratorSettings(months=1, car_parks=4, seed=8))
+    model = build_model(CONTRACT, get_task("regression").make_estimator({"max_iter": 20, "random_state": 0}))
+    model.fit(frame[CONTRACT.feature_columns], frame[CONTRACT.target])
+    keys = base / "keys"
+    generate_key_pair(base / "private" / "university.key", keys / "university.pub", "university")
+    bundle, manifest = write_model_bundle(
+        model, CONTRACT, {"test": {}}, profile(frame, CONTRACT), frame.head(100), "# card\n",
+        Producer(partner="university"), load_signer("university", base / "private" / "university.key"),
+        base / "exchange", extra={"model": {"version": "3"}})
+    process, url = _start(bundle, keys, base / "log")
+    yield {"url": url, "frame": frame, "model": model, "bundle_id": manifest["bundle_id"], "process": process,
+           "log": base / "log", "bundle": bundle, "keys": keys, "base": base}
+    if process.poll() is None:
+        _stop(process)
+
+
+def _records(frame, rows, drop_extra=True):
+    part = frame.iloc[rows]
+    if drop_extra:
+        part = part[CONTRACT.feature_columns]
+    records = json.loads(part.to_json(orient="records", date_format="iso"))
+    return records
+
+
+def test_predictions_match_the_model_and_carry_identity(served):
+    rows = list(range(0, 300, 7))
+    status, answer = _call(f"{served['url']}/predict", json.dumps({"records": _records(served["frame"], rows)}).encode())
+    assert status == 200, answer
+    expected = served["model"].predict(served["frame"].iloc[rows][CONTRACT.feature_columns])
+    np.testing.assert_allclose(answer["predictions"], expected, atol=1e-9)
+    assert answer["model_version"] == "3" and answer["bundle_id"] == served["bundle_id"]
+    assert "warnings" not in answer
+
+
+def test_a_raw_row_is_accepted_and_the_ignored_fields_are_named(served):
+    status, answer = _call(f"{served['url']}/predict",
+                           json.dumps({"records": _records(served["frame"], [5], drop_extra=False)}).encode())
+    assert status == 200
+    assert answer["warnings"] == ["ignored field(s) that are not model features: "
+                                  "last_entry_customer_id, last_entry_plate, occupancy_rate"]
+
+
+@pytest.mark.parametrize("change, status, fragment", [
+    (lambda r: r.pop("capacity"), 422, "record 0: missing field(s) capacity"),
+    (lambda r: r.update(capacity="lots"), 422, "column 'capacity': values are not of type int: 'lots' (record 1)"),
+    (lambda r: r.update(price_per_hour=-3), 422, "column 'price_per_hour': 1 value(s) not in [0, 100]"),
+    (lambda r: r.update(car_park_kind="moon_base"), 422, "column 'car_park_kind'"),
+])
+def test_invalid_records_get_422_naming_the_field(served, change, status, fragment):
+    record = _records(served["frame"], [1])[0]
+    change(record)
+    code, answer = _call(f"{served['url']}/predict", json.dumps({"records": [record]}).encode())
+    assert code == status and fragment in answer["error"]
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    (b"{not json", 400, "malformed JSON"),
+    (b'{"rows": []}', 422, "body must be"),
+    (b'{"records": []}', 422, "at least one record"),
+    (b'{"records": [' + b'{"a": 1},' * 30000 + b'{"a": 1}]}', 413, "the limit is 200000"),
+])
+def test_malformed_requests(served, body, status, fragment):
+    code, answer = _call(f"{served['url']}/predict", body)
+    assert code == status and fragment in answer["error"]
+    assert _call(f"{served['url']}/health")[0] == 200
+
+
+def test_two_hundred_concurrent_requests_without_error(served):
+    bodies = [json.dumps({"records": _records(served["frame"], [i])}).encode() for i in range(200)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda b: _call(f"{served['url']}/predict", b), bodies))
+    assert [s for s, _ in results] == [200] * 200
+    expected = served["model"].predict(served["frame"].iloc[:200][CONTRACT.feature_columns])
+    np.testing.assert_allclose([a["predictions"][0] for _, a in results], expected, atol=1e-9)
+
+
+def test_metadata_metrics_and_inference_log(served):
+    status, meta = _call(f"{served['url']}/metadata")
+    assert status == 200 and meta["bundle_id"] == served["bundle_id"] and meta["features"]["capacity"] == "int"
+    assert meta["contract_digest"] == CONTRACT.digest()
+    body = json.dumps({"records": _records(served["frame"], [0, 1, 2])}).encode()
+    assert _call(f"{served['url']}/predict", body)[0] == 200
+    _, text = _call(f"{served['url']}/metrics")
+    assert 'collabops_requests_total{status="200"}' in text and "collabops_request_seconds_bucket" in text
+    deadline = time.time() + 15
+    while time.time() < deadline and not list(served["log"].glob("inference-*.parquet")):
+        time.sleep(0.5)
+    import pandas as pd
+
+    logged = pd.concat(pd.read_parquet(p) for p in served["log"].glob("inference-*.parquet"))
+    assert {"prediction", "model_version", "bundle_id", "served_at", "capacity"} <= set(logged.columns)
+    assert (logged["bundle_id"] == served["bundle_id"]).all()
+
+
+def test_restarted_after_a_kill_it_answers_with_the_same_model(served):
+    body = json.dumps({"records": _records(served["frame"], [10])}).encode()
+    first, first_url = _start(served["bundle"], served["keys"], served["base"] / "log-kill")
+    before = _call(f"{first_url}/predict", body)[1]
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+    process, url = _start(served["bundle"], served["keys"], served["base"] / "log-kill")
+    try:
+        after = _call(f"{url}/predict", body)[1]
+        assert after["predictions"] == before["predictions"] and after["bundle_id"] == before["bundle_id"]
+    finally:
+        _stop(process)
+
+
+def test_api_key_when_configured(served):
+    process, url = _start(served["bundle"], served["keys"], served["base"] / "log-key",
+                          ["--api-key-env", "TEST_SERVICE_KEY"], {"TEST_SERVICE_KEY": "s3cret"})
+    try:
+        body = json.dumps({"records": _records(served["frame"], [0])}).encode()
+        assert _call(f"{url}/predict", body)[0] == 401
+        assert _call(f"{url}/predict", body, {"X-API-Key": "wrong"})[0] == 401
+        assert _call(f"{url}/predict", body, {"X-API-Key": "s3cret"})[0] == 200
+    finally:
+        _stop(process)
