@@ -43,6 +43,14 @@ def add_exchange_commands(commands: Any, stack_options: Callable[[argparse.Argum
     handover.add_argument("--archive", action="store_true", help="also write the bundle as one .tar.gz")
     stack_options(handover)
 
+    infer = commands.add_parser("infer", help="industry: score a file with a model version",
+                                description="Validate the file against the contract, score it in chunks and "
+                                            "write predictions with the model version and bundle id on every row.")
+    infer.add_argument("--data", type=Path, required=True, help="CSV or Parquet file to score")
+    infer.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet (never overwritten)")
+    infer.add_argument("--version", default="production", help="model version: production (default), staging or N")
+    stack_options(infer)
+
     importer = commands.add_parser("import-model", help="industry: verify a model bundle and register it")
     importer.add_argument("path", type=Path, help="model bundle folder or .tar.gz")
     stack_options(importer)
@@ -50,7 +58,7 @@ def add_exchange_commands(commands: Any, stack_options: Callable[[argparse.Argum
 
 def dispatch(args: argparse.Namespace) -> int:
     return {"keys": keys_init, "verify": verify, "export-data": export_data, "handover": handover,
-            "import-model": import_model}[args.command](args)
+            "import-model": import_model, "infer": infer}[args.command](args)
 
 
 def keys_init(args: argparse.Namespace) -> int:
@@ -195,6 +203,37 @@ def import_model(args: argparse.Namespace) -> int:
     manifest = _output(run, "verify_model_bundle", "bundle_manifest")
     print(f"\nimported bundle {manifest['bundle_id']} from '{manifest['producer']['partner']}' as "
           f"{version.model.name} version {version.name} on stack '{stack}'")
+    return 0
+
+
+def infer(args: argparse.Namespace) -> int:
+    from cli.main import run_pipeline
+    from collabops.dataset import SUFFIXES
+
+    if args.out.exists():
+        raise ConfigError(f"{args.out}: already exists; choose another output path")
+    if SUFFIXES.get(args.out.suffix.lower()) is None:
+        raise ConfigError(f"{args.out}: unsupported output type '{args.out.suffix}' (use .csv or .parquet)")
+    collaboration, stack, partner = _prepare(args, "industry")
+    from zenml.client import Client
+
+    version = str(args.version)
+    try:
+        chosen = Client().get_model_version(collaboration.model_name, int(version) if version.isdigit() else version)
+    except (KeyError, ValueError):
+        raise ConfigError(f"model '{collaboration.model_name}' has no version '{version}' on stack '{stack}'") from None
+    from pipelines.exchange import batch_inference_pipeline
+
+    config = {"parameters": {"contract_path": str(CONTRACT), "model_name": collaboration.model_name,
+                             "version": str(chosen.name), "data_path": str(args.data.resolve()),
+                             "out_path": str(args.out.resolve())}}
+    print(f"scoring {args.data} with {collaboration.model_name} version {chosen.name} on stack '{stack}'")
+    run = run_pipeline(batch_inference_pipeline, config, partner)
+    if run is None:
+        return 1
+    summary = _output(run, "score_batch", "scoring_summary")
+    print(f"\nwrote {summary['rows']:,} predictions to {args.out} (model version {summary['model_version']}, "
+          f"bundle {summary['bundle_id']})")
     return 0
 
 

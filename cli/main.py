@@ -78,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return stacks(args)
         if args.command == "train":
             return train(args)
-        if args.command in ("keys", "verify", "export-data", "handover", "import-model"):
+        if args.command in ("keys", "verify", "export-data", "handover", "import-model", "infer"):
             from cli import exchange
 
             return exchange.dispatch(args)
@@ -230,8 +230,23 @@ def run_pipeline(pipeline: Any, config: dict[str, Any], partner: Optional[str]) 
             cause = _collabops_cause(exc)
             if cause is not None:
                 raise cause from None
+            message = _failed_step_message(pipeline.name)
+            if message is not None:
+                raise CollabopsError(message) from None
             print(f"error: the {pipeline.name} run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return None
+
+
+def _failed_step_message(pipeline_name: str) -> Optional[str]:
+    """The message of a user-facing error raised in a step of the latest run, as ZenML recorded it."""
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1).items
+    for step_run in (runs[0].steps.values() if runs else []):
+        info = step_run.exception_info
+        if info is not None and info.source and info.source.startswith("collabops.") and info.message:
+            return info.message
+    return None
 
 
 def _collabops_cause(exc: BaseException) -> Optional[CollabopsError]:

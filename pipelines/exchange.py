@@ -1,4 +1,4 @@
-"""The pipelines at the partner boundary: export data, hand over a model, import a model."""
+"""The pipelines at the partner boundary: export data, hand over a model, import a model, score with it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from steps.exchange import (
     write_data_bundle_step,
 )
 from steps.handover import write_model_bundle_step
+from steps.inference import score_batch
 
 
 @pipeline(name="export-data", enable_cache=False)
@@ -49,3 +50,10 @@ def import_model_pipeline(contract_path: str, bundle_path: str, model_name: str,
     verified, manifest, _card = verify_model_bundle(bundle_path, contract, keys_dir, partner)
     model = Model(name=model_name, description="Occupancy forecaster imported from a verified model bundle.")
     register_imported_model.with_options(model=model)(verified, manifest, contract, keys_dir, partner)
+
+
+@pipeline(name="batch-inference", enable_cache=False)
+def batch_inference_pipeline(contract_path: str, model_name: str, version: str, data_path: str,
+                             out_path: str) -> None:
+    """Industry: score a file with a model version, every row stamped with version and bundle id."""
+    score_batch(model_name, version, load_data_contract(contract_path), data_path, out_path)

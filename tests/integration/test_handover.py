@@ -121,6 +121,26 @@ def test_imported_version_carries_the_university_run_and_metrics(worlds):
     assert ours["imported_bundle_id"] == json.loads((model_bundle / "manifest.json").read_text())["bundle_id"]
 
 
+def test_the_imported_model_scores_a_batch_file(worlds, tmp_path):
+    industry, _, raw, _, model_bundle, *_ = worlds
+    if industry.query(COUNT) == 0:
+        assert industry.run("import-model", str(model_bundle)).returncode == 0
+    source = tmp_path / "to-score.csv"
+    pd.read_parquet(raw).drop(columns=["occupancy_rate"]).head(5000).to_csv(source, index=False)
+    out = tmp_path / "scored.parquet"
+    result = industry.run("infer", "--data", str(source), "--out", str(out), "--version", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    scored = pd.read_parquet(out)
+    assert len(scored) == 5000 and scored["prediction"].between(-0.2, 1.2).all()
+    assert set(scored["model_version"]) == {"1"}
+    assert set(scored["bundle_id"]) == {json.loads((model_bundle / "manifest.json").read_text())["bundle_id"]}
+    bad = tmp_path / "bad.csv"
+    pd.read_csv(source).assign(capacity="lots").to_csv(bad, index=False)
+    refused = industry.run("infer", "--data", str(bad), "--out", str(tmp_path / "bad-out.csv"), "--version", "1")
+    assert refused.returncode == 1 and "column 'capacity': values are not of type int" in refused.stderr
+    assert not (tmp_path / "bad-out.csv").exists() and not list(tmp_path.glob(".*partial"))
+
+
 def test_the_two_stores_share_nothing(worlds):
     industry, university, *_ = worlds
     assert industry.zenml_config != university.zenml_config
