@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients in the throughput phase")
     parser.add_argument("--with-log", action="store_true", help="run collabops with its inference log on")
     args = parser.parse_args(argv)
+    # SIGTERM (e.g. from `timeout`) must still run the finally blocks that stop both servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     print(machine_info())
     contract = load_contract(ROOT / "configs" / "contract.yaml")
