@@ -153,3 +153,17 @@ def test_keys_init_keeps_the_private_key_out_of_the_repository(tmp_path):
     again = ws.run("keys", "init", "--partner", "university")
     assert again.returncode == 1 and "already exists (use --force" in again.stderr
 
+
+
+def test_exchange_commands_refuse_missing_bundles_and_existing_outputs(workspace: Workspace, tmp_path):
+    missing = workspace.run("import-model", str(tmp_path / "model-nope"))
+    assert missing.returncode == 1 and "model-nope: bundle not found" in missing.stderr
+    data = tmp_path / "in.csv"
+    data.write_text("x\n1\n")
+    out = tmp_path / "scored.csv"
+    out.write_text("precious")
+    existing = workspace.run("infer", "--data", str(data), "--out", str(out))
+    assert existing.returncode == 1 and "scored.csv: already exists" in existing.stderr
+    assert out.read_text() == "precious"
+    unknown = workspace.run("infer", "--data", str(data), "--out", str(tmp_path / "s.csv"), "--version", "99")
+    assert unknown.returncode == 1 and "has no version '99'" in unknown.stderr

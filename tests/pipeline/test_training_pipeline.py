@@ -44,7 +44,7 @@ def test_first_version_is_promoted_to_staging_with_its_evidence(trained):
         "train_station", "university_campus"}
     assert set(metadata["test_metrics"]["by_hour_band"]) == {"night", "morning", "midday", "evening", "late"}
     assert metadata["contract"] == "parking-occupancy" and len(metadata["contract_digest"]) == 64
-    assert f"version 1 (stage: staging)" in first.stdout
+    assert "version 1 (stage: staging)" in first.stdout
     assert f"MAE {test_mae:.4f}" in first.stdout
 
 

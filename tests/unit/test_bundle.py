@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collabops.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file, verify
+from collabops.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
 from collabops.contract import load_contract
 from collabops.signing import generate_key_pair, load_signer, trusted_keys
 
