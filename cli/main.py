@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.exchange import add_exchange_commands
 
     add_exchange_commands(commands, _stack_options)
+    from cli.deployment import add_deployment_commands
+
+    add_deployment_commands(commands, _stack_options)
 
     generate = commands.add_parser("generate-data", help="write the example dataset to a file",
                                    description="Write realistic hourly car-park occupancy (seeded, deterministic).")
@@ -82,6 +85,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from cli import exchange
 
             return exchange.dispatch(args)
+        if args.command in ("deploy", "approve", "rollback", "undeploy", "status"):
+            from cli import deployment
+
+            return deployment.dispatch(args)
         return main_job()
     except CollabopsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,8 @@ from collabops.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 STACKS_DIR = ROOT / "stacks"
 COLLABORATION_CONFIG = ROOT / "configs" / "collaboration.yaml"
+# collabops' own flavors, registered before the stacks that use them.
+FLAVORS = (("components.model_deployer.CollabopsModelDeployerFlavor", "model_deployer"),)
 
 
 def prepare_environment() -> None:
@@ -43,6 +45,7 @@ class Collaboration:
     partner_stacks: dict[str, str]
     owners: dict[str, str] = field(default_factory=dict)
     exchange: dict[str, Any] = field(default_factory=dict)
+    deployment: dict[str, Any] = field(default_factory=dict)
 
     @property
     def keys_dir(self) -> Path:
@@ -59,7 +62,8 @@ class Collaboration:
             collaboration = cls(model_name=str(raw["model_name"]), default_partner=str(raw["default_partner"]),
                                 partner_stacks=partners,
                                 owners={name: str(spec.get("owner", name)) for name, spec in raw["partners"].items()},
-                                exchange=dict(raw.get("exchange") or {}))
+                                exchange=dict(raw.get("exchange") or {}),
+                                deployment=dict(raw.get("deployment") or {}))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: missing or malformed field {exc}") from None
         if collaboration.default_partner not in partners:
@@ -112,6 +116,7 @@ def register_stacks(stacks_dir: Path = STACKS_DIR) -> list[tuple[str, str]]:
 
     client = Client()
     results = []
+    register_flavors()
     for path in sorted(stacks_dir.glob("*.yaml")):
         data = read_stack_file(path)
         changed = False
@@ -136,6 +141,22 @@ def register_stacks(stacks_dir: Path = STACKS_DIR) -> list[tuple[str, str]]:
             changed = True
         results.append((name, "updated" if changed else "up to date"))
     return results
+
+
+def register_flavors() -> None:
+    """Register collabops' flavors once; their code is read from the repository at use."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.stack.flavor import validate_flavor_source
+
+    client = Client()
+    for source, kind in FLAVORS:
+        component_type = StackComponentType(kind)
+        _, flavor = validate_flavor_source(source=source, component_type=component_type)
+        try:
+            client.get_flavor_by_name_and_type(flavor.name, component_type)
+        except KeyError:
+            client.create_flavor(source=source, component_type=component_type)
 
 
 def _register_component(client: Any, component_type: Any, entry: dict[str, Any], path: Path) -> bool:

@@ -46,9 +46,10 @@ class AcceptanceReport:
     production: Optional[dict[str, Any]] = None
     university: Optional[dict[str, Any]] = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reasons": self.reasons, "metric": self.metric,
+        return {"passed": self.passed, "reasons": self.reasons, "failures": self.failures, "metric": self.metric,
                 "candidate": self.candidate, "production": self.production or {}, "thresholds": self.thresholds}
 
     def markdown(self) -> str:
@@ -74,11 +75,10 @@ def gate(candidate: dict[str, Any], thresholds: AcceptanceThresholds, metric: st
          production: Optional[dict[str, Any]] = None, university: Optional[dict[str, Any]] = None) -> AcceptanceReport:
     """Judge a candidate's holdout evaluation (``{"overall": {...}, "by_segment": {...}}``)."""
     reasons: list[str] = []
-    passed = True
+    failures: list[str] = []
     error = float(candidate["overall"][metric])
     if error > thresholds.max_error:
-        passed = False
-        reasons.append(f"{metric} {error:.4f} on our holdout is above the ceiling {thresholds.max_error:.4f}")
+        failures.append(f"{metric} {error:.4f} on our holdout is above the ceiling {thresholds.max_error:.4f}")
     else:
         reasons.append(f"{metric} {error:.4f} on our holdout is within the ceiling {thresholds.max_error:.4f}")
     if production is None:
@@ -87,8 +87,7 @@ def gate(candidate: dict[str, Any], thresholds: AcceptanceThresholds, metric: st
         reference = float(production["overall"][metric])
         allowed = reference * (1 + thresholds.max_regression)
         if error > allowed:
-            passed = False
-            reasons.append(f"{metric} {error:.4f} is worse than production's {reference:.4f} by more than "
+            failures.append(f"{metric} {error:.4f} is worse than production's {reference:.4f} by more than "
                            f"{thresholds.max_regression:.0%}")
         else:
             reasons.append(f"{metric} {error:.4f} vs production's {reference:.4f}: within the "
@@ -96,8 +95,10 @@ def gate(candidate: dict[str, Any], thresholds: AcceptanceThresholds, metric: st
         for segment, value in sorted(candidate.get("by_segment", {}).items()):
             base = production.get("by_segment", {}).get(segment)
             if base is not None and value > base * (1 + thresholds.max_segment_regression):
-                passed = False
-                reasons.append(f"segment '{segment}': {metric} {value:.4f} is worse than production's {base:.4f} "
+                failures.append(f"segment '{segment}': {metric} {value:.4f} is worse than production's {base:.4f} "
                                f"by more than {thresholds.max_segment_regression:.0%}")
-    return AcceptanceReport(passed=passed, reasons=reasons, metric=metric, candidate=candidate,
-                            production=production, university=university, thresholds=thresholds.__dict__.copy())
+        if not any(f.startswith("segment ") for f in failures):
+            reasons.append(f"every segment within the {thresholds.max_segment_regression:.0%} margin of production")
+    return AcceptanceReport(passed=not failures, reasons=failures + reasons, metric=metric, candidate=candidate,
+                            production=production, university=university, thresholds=thresholds.__dict__.copy(),
+                            failures=failures)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
@@ -49,8 +49,15 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
         load_signer(partner, Path(private_key) if private_key else None), Path(out_dir),
         extra={"model": {"name": model_name, "version": str(chosen.name), "stage": str(chosen.stage),
                          "training_run_id": str(run.id),
+                         "training_data_bundle_id": _training_data_bundle(run),
                          "mlflow_run_id": (chosen.run_metadata or {}).get("mlflow_run_id")}},
     )
     log_metadata(metadata={"bundle_id": manifest["bundle_id"], "bundle_path": str(path),
                            "model_version": str(chosen.name)})
     return path, manifest, MarkdownString(card)
+
+
+def _training_data_bundle(run: Any) -> Optional[str]:
+    """The data bundle the model was trained on, so the industry can find the holdout kept back from it."""
+    loaded = run.steps.get("load_data_bundle")
+    return str((loaded.run_metadata or {}).get("bundle_id")) if loaded is not None else None

@@ -1,0 +1,1 @@
+"""collabops' own ZenML stack component flavors (registered by `python run.py stacks`)."""
