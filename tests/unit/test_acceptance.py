@@ -58,3 +58,12 @@ def test_bad_thresholds_are_refused():
         AcceptanceThresholds.from_dict({"max_mae": 1})
     with pytest.raises(ConfigError, match="must not be negative"):
         AcceptanceThresholds.from_dict({"max_regression": -0.1})
+
+
+def test_failures_name_only_what_failed():
+    report = gate(_eval(0.0320, airport=0.05, hospital=0.03), LIMITS, production=_eval(0.0300, airport=0.04,
+                                                                                      hospital=0.03))
+    assert not report.passed
+    assert len(report.failures) == 2 and all("worse than production" in f for f in report.failures)
+    assert report.reasons[:2] == report.failures and "within the ceiling" in report.reasons[2]
+    assert report.as_metadata()["failures"] == report.failures

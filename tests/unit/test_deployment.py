@@ -1,0 +1,100 @@
+"""Deployment settings from the collaboration config, and the smoke test against a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from collabops.deployment import DeploymentError, DeploymentSettings, smoke_test
+from collabops.errors import ConfigError
+
+
+def test_defaults_and_overrides():
+    settings = DeploymentSettings.from_dict({"require_approval": True, "acceptance": {"max_error": 0.1},
+                                             "serving": {"port": 9000, "workers": 1}})
+    assert settings.require_approval and settings.thresholds.max_error == 0.1
+    assert settings.serving.port == 9000 and settings.serving.workers == 1 and settings.metric == "mae"
+    assert DeploymentSettings.from_dict(None).serving.port == 8000
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"serving": {"prot": 9000}}, "deployment.serving: unknown setting(s) prot"),
+    ({"serving": {"port": 70000}}, "port must be 1-65535"),
+    ({"serving": {"workers": "many"}}, "deployment.serving"),
+    ({"acceptance": {"max_eror": 0.1}}, "unknown setting(s) max_eror"),
+    ({"smoke_test": {"rows": 0}}, "smoke_test.rows must be at least 1"),
+    ({"approval": True}, "deployment: unknown setting(s) approval"),
+])
+def test_bad_settings_are_refused_with_the_field_named(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        DeploymentSettings.from_dict(raw)
+
+
+class _Fake(BaseHTTPRequestHandler):
+    """A stand-in prediction service whose answers the test sets."""
+
+    answers: dict = {}
+
+    def _send(self, path: str) -> None:
+        status, body = self.answers[path]
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(self.path)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._send(self.path)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_service():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Fake.answers = {"/health": (200, {"status": "ok"}),
+                     "/metadata": (200, {"model_version": "3", "bundle_id": "b-1"}),
+                     "/predict": (200, {"predictions": [0.5, 0.25]})}
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+RECORDS = [{"capacity": 1}, {"capacity": 2}]
+
+
+def test_a_service_serving_the_right_model_passes(fake_service):
+    checked = smoke_test(fake_service, RECORDS, [0.5, 0.25], "3", "b-1")
+    assert checked[0] == "GET /health: 200" and "max difference 0" in checked[-1]
+
+
+def test_a_service_serving_another_version_fails(fake_service):
+    with pytest.raises(DeploymentError, match="serves version 3 of bundle b-1, not version 4 of bundle b-1"):
+        smoke_test(fake_service, RECORDS, [0.5, 0.25], "4", "b-1")
+
+
+def test_different_predictions_fail(fake_service):
+    with pytest.raises(DeploymentError, match=r"differ from the model's by up to 0.1 \(tolerance 1e-06\)"):
+        smoke_test(fake_service, RECORDS, [0.5, 0.35], "3", "b-1")
+
+
+def test_a_refused_prediction_fails_with_the_status(fake_service):
+    _Fake.answers["/predict"] = (422, {"error": "record 0: missing field(s) timestamp"})
+    with pytest.raises(DeploymentError, match="answered 422: .*missing field"):
+        smoke_test(fake_service, RECORDS, [0.5, 0.25], "3", "b-1")
+
+
+def test_no_service_at_all_fails():
+    with pytest.raises(DeploymentError, match="did not answer"):
+        smoke_test("http://127.0.0.1:9", RECORDS, [0.5, 0.25], "3", "b-1", timeout=2)
