@@ -57,6 +57,21 @@ def _serving_url(ws: Workspace) -> str:
     return found.group(1)
 
 
+RECORD = {"timestamp": "2024-05-01T08:00:00", "car_park_id": "CP001", "car_park_kind": "city_centre", "capacity": 500,
+          "temperature_c": 12.0, "rain_mm": 0.0, "is_holiday": False, "event_nearby": False, "price_per_hour": 30.0}
+
+
+def _predict(url: str, api_key: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
+    request = urllib.request.Request(f"{url}/predict", data=json.dumps({"records": [RECORD]}).encode(),
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def _url(output: str) -> str:
     found = re.search(r"serving at (http://\S+)", output)
     assert found, output[-2000:]
@@ -194,24 +209,39 @@ def test_a_failed_smoke_test_leaves_the_running_service_alone(industry):
 def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(industry):
     ws, _, _ = industry
     old_url = _serving_url(ws)
-    deployed = ws.run("deploy", "--version", "3")
-    assert deployed.returncode == 0, deployed.stderr[-3000:]
-    new_url = _url(deployed.stdout)
-    assert new_url != old_url and "retired: version 1" in deployed.stdout
-    assert _get(f"{new_url}/metadata")["model_version"] == "3"
-    with pytest.raises(urllib.error.URLError):
-        _get(f"{old_url}/health")
-    state = ws.query(STATE)
-    assert state["3"]["stage"] == "production" and state["3"]["deployment"]["replaced_version"] == "1"
-    assert state["1"]["stage"] != "production"
+    # From now on the service wants an API key, kept in the ZenML secret store.
+    created = ws.zenml("secret", "create", "serving-key", "--api_key=key-for-tests-only")
+    assert created.returncode == 0, created.stderr[-2000:]
+    config_path = ws.root / "configs" / "collaboration.yaml"
+    original = config_path.read_text()
+    config = yaml.safe_load(original)
+    config["deployment"]["serving"]["api_key_secret"] = "serving-key"
+    config_path.write_text(yaml.safe_dump(config))
+    try:
+        deployed = ws.run("deploy", "--version", "3")
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        new_url = _url(deployed.stdout)
+        assert new_url != old_url and "retired: version 1" in deployed.stdout
+        assert _get(f"{new_url}/metadata")["model_version"] == "3"
+        assert _predict(new_url)[0] == 401
+        status, answer = _predict(new_url, "key-for-tests-only")
+        assert status == 200 and answer["model_version"] == "3" and 0 <= answer["predictions"][0] <= 1.2
+        with pytest.raises(urllib.error.URLError):
+            _get(f"{old_url}/health")
+        state = ws.query(STATE)
+        assert state["3"]["stage"] == "production" and state["3"]["deployment"]["replaced_version"] == "1"
+        assert state["1"]["stage"] != "production"
 
-    rolled = ws.run("rollback")
-    assert rolled.returncode == 0, rolled.stderr[-3000:]
-    assert "rolling back parking-occupancy from version 3 to version 1" in rolled.stdout
-    back_url = _url(rolled.stdout)
-    assert _get(f"{back_url}/metadata")["model_version"] == "1"
-    assert ws.query(STATE)["1"]["stage"] == "production"
-    assert "model version: 1 (production)" in ws.run("status").stdout
+        rolled = ws.run("rollback")
+        assert rolled.returncode == 0, rolled.stderr[-3000:]
+        assert "rolling back parking-occupancy from version 3 to version 1" in rolled.stdout
+        back_url = _url(rolled.stdout)
+        assert _get(f"{back_url}/metadata")["model_version"] == "1"
+        assert _predict(back_url, "key-for-tests-only")[1]["model_version"] == "1"
+        assert ws.query(STATE)["1"]["stage"] == "production"
+        assert "model version: 1 (production)" in ws.run("status").stdout
+    finally:
+        config_path.write_text(original)
 
 
 def test_undeploy_stops_the_service(industry):
