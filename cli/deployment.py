@@ -288,6 +288,8 @@ def status(args: argparse.Namespace) -> int:
                  f"    pid:           {service.status.pid or '-'}",
                  f"    service log:   {service.status.log_file or '-'}",
                  f"    inference log: {service.config.log_dir or '-'}"]
+        if not service.is_running:
+            lines.append(f"    restart:       python run.py deploy --version {service.config.model_version}")
         print("\n".join(lines))
     return 0
 

@@ -34,6 +34,7 @@ class PredictionServerConfig(LocalDaemonServiceConfig):
     api_key_secret_key: str = "api_key"
     host: str = "127.0.0.1"
     port: Optional[int] = None
+    deployment_run_id: str = ""  # which deploy run started it (also keeps each service's config unique)
 
 
 class PredictionServer(LocalDaemonService, BaseDeploymentService):

@@ -139,7 +139,7 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
     config = PredictionServerConfig(
         name=f"{candidate['model_name']}-v{candidate['version']}", model_name=candidate["model_name"],
         model_version=candidate["version"], pipeline_name=context.pipeline.name,
-        pipeline_step_name=context.step_run.name, run_name=context.pipeline_run.name,
+        pipeline_step_name=context.step_run.name, deployment_run_id=str(context.pipeline_run.id),
         bundle_dir=str(bundle_dir), keys_dir=keys_dir, bundle_id=candidate["bundle_id"],
         producer=candidate.get("producer") or {}, log_dir=deployer.inference_log_dir(candidate["model_name"]),
         workers=chosen.serving.workers, max_body_bytes=chosen.serving.max_body_bytes,
