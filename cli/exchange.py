@@ -208,8 +208,9 @@ def import_model(args: argparse.Namespace) -> int:
 
 def infer(args: argparse.Namespace) -> int:
     from cli.main import run_pipeline
-    from collabops.dataset import SUFFIXES
+    from collabops.dataset import SUFFIXES, check_readable
 
+    check_readable(args.data)  # a missing or empty file is refused before any run exists
     if args.out.exists():
         raise ConfigError(f"{args.out}: already exists; choose another output path")
     if SUFFIXES.get(args.out.suffix.lower()) is None:

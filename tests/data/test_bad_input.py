@@ -93,3 +93,33 @@ def test_pipeline_itself_refuses_bad_data_without_a_model_version(workspace: Wor
     output = result.stdout + result.stderr
     assert "range.csv" in output and "column 'occupancy_rate'" in output and "(row 6)" in output
     assert all_model_version_count() == before
+
+
+INFER_CASES = {name: CASES[name] for name in ("missing-file", "empty-file", "header-only", "missing-column",
+                                              "wrong-type", "null-in-non-null")}
+INFER_CASES["out-of-range"] = (lambda d, g: _write(d / "range.csv", _set(g, "capacity", 11, 0)),
+                               ["range.csv", "column 'capacity': 1 value(s) not in [1, 20000]", "0 (row 12)"])
+
+
+@pytest.fixture(scope="module")
+def production_version(workspace: Workspace) -> str:
+    """A version of the collaboration's model in the session store, for `run.py infer`."""
+    import re
+
+    trained = workspace.run("train", "--config", str(workspace.training_config(model_name="parking-occupancy")))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return re.search(r"parking-occupancy version (\d+)", trained.stdout).group(1)
+
+
+@pytest.mark.parametrize("case", list(INFER_CASES))
+def test_bad_file_to_score_is_refused_and_no_output_appears(workspace: Workspace, good, tmp_path, production_version,
+                                                            case):
+    make, expected = INFER_CASES[case]
+    path = make(tmp_path, good.drop(columns=["occupancy_rate"]))
+    out = tmp_path / "scored" / "predictions.parquet"
+    result = workspace.run("infer", "--data", str(path), "--out", str(out), "--version", production_version)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for fragment in expected:
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not list(out.parent.glob(".*partial*"))
