@@ -244,6 +244,21 @@ def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(industr
         config_path.write_text(original)
 
 
+def test_a_killed_service_is_reported_and_a_redeploy_serves_the_same_model_again(industry):
+    ws, _, _ = industry
+    url = _serving_url(ws)
+    before = _get(f"{url}/metadata")
+    pid = int(re.search(r"pid:\s+(\d+)", ws.run("status").stdout).group(1))
+    os.kill(pid, signal.SIGKILL)
+    status = ws.run("status").stdout
+    assert "not running" in status and "restart:       python run.py deploy --version 1" in status
+    restarted = ws.run("deploy", "--version", "1")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    after = _get(f"{_url(restarted.stdout)}/metadata")
+    assert (after["model_version"], after["bundle_id"]) == (before["model_version"], before["bundle_id"])
+    assert len(re.findall(r"^  service \S+: running$", ws.run("status").stdout, re.M)) == 1
+
+
 def test_undeploy_stops_the_service(industry):
     ws, _, _ = industry
     url = _serving_url(ws)
