@@ -1,4 +1,7 @@
-"""The prediction service as a real HTTP server on 127.0.0.1, started and stopped by PID."""
+"""The prediction service as a real HTTP server on 127.0.0.1, started and stopped by PID.
+
+Servers run with their default two worker processes unless a test says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -51,22 +54,51 @@ def _call(url: str, body: bytes | None = None, headers: dict | None = None) -> t
 
 def _start(bundle: Path, keys: Path, log_dir: Path, extra: list[str] = (), env: dict | None = None):
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "collabops.serving", "--bundle", str(bundle), "--keys-dir",
-                                str(keys), "--port", str(port), "--log-dir", str(log_dir), "--max-body-bytes",
-                                "200000", *extra], cwd=ROOT, env={**os.environ, **(env or {})},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    output = log_dir.with_name(f"{log_dir.name}-server-{port}.txt")  # a file, so a full pipe never blocks it
+    with open(output, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "collabops.serving", "--bundle", str(bundle), "--keys-dir",
+                                    str(keys), "--port", str(port), "--log-dir", str(log_dir), "--max-body-bytes",
+                                    "200000", *extra], cwd=ROOT, env={**os.environ, **(env or {})},
+                                   stdout=out, stderr=subprocess.STDOUT)
+    process.output = output
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode())
+            raise RuntimeError(output.read_text())
         try:
             if _call(f"{url}/health")[0] == 200:
                 return process, url
         except OSError:
             time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("service did not start")
+    _stop(process)
+    raise RuntimeError(f"service did not start:\n{output.read_text()[-3000:]}")
+
+
+def _workers(process: subprocess.Popen) -> list[int]:
+    """PIDs of the uvicorn worker processes of a server (its spawned children)."""
+    import psutil
+
+    return sorted(child.pid for child in psutil.Process(process.pid).children()
+                  if "spawn_main" in " ".join(child.cmdline()))
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pids: list[int], timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -178,9 +210,12 @@ def test_restarted_after_a_kill_it_answers_with_the_same_model(served):
     body = json.dumps({"records": _records(served["frame"], [10])}).encode()
     first, first_url = _start(served["bundle"], served["keys"], served["base"] / "log-kill")
     before = _call(f"{first_url}/predict", body)[1]
+    workers = _workers(first)
+    assert len(workers) == 2
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
+    assert _gone(workers, timeout=20), "workers kept running after their parent was killed"
     process, url = _start(served["bundle"], served["keys"], served["base"] / "log-kill")
     try:
         after = _call(f"{url}/predict", body)[1]
@@ -189,13 +224,85 @@ def test_restarted_after_a_kill_it_answers_with_the_same_model(served):
         _stop(process)
 
 
-def test_api_key_when_configured(served):
+def test_api_key_when_configured_with_one_worker(served):
     process, url = _start(served["bundle"], served["keys"], served["base"] / "log-key",
-                          ["--api-key-env", "TEST_SERVICE_KEY"], {"TEST_SERVICE_KEY": "s3cret"})
+                          ["--api-key-env", "TEST_SERVICE_KEY", "--workers", "1"], {"TEST_SERVICE_KEY": "s3cret"})
     try:
         body = json.dumps({"records": _records(served["frame"], [0])}).encode()
         assert _call(f"{url}/predict", body)[0] == 401
         assert _call(f"{url}/predict", body, {"X-API-Key": "wrong"})[0] == 401
         assert _call(f"{url}/predict", body, {"X-API-Key": "s3cret"})[0] == 200
+        meta = _call(f"{url}/metadata")[1]
+        assert meta["workers"] == 1 and meta["worker_pid"] == process.pid and _workers(process) == []
+    finally:
+        _stop(process)
+
+
+def test_two_workers_run_the_compiled_path_and_say_so(served):
+    workers = _workers(served["process"])
+    assert len(workers) == 2
+    seen = {_call(f"{served['url']}/metadata")[1]["worker_pid"] for _ in range(20)}
+    assert seen <= set(workers)
+    meta = _call(f"{served['url']}/metadata")[1]
+    assert meta["workers"] == 2 and meta["inference_path"] == "compiled"
+    assert meta["inference_check"].startswith("compiled (checked on ")
+    startup = served["process"].output.read_text()
+    for pid in workers:  # each worker checked the compiled path itself and logged the outcome
+        assert f"worker {pid}: bundle {served['bundle_id']}, model version 3, inference path compiled" in startup
+
+
+def test_a_large_request_and_a_value_only_pandera_accepts(served):
+    rows = list(range(400, 900))  # 500 records: a worker thread, the estimator's own predict
+    status, answer = _call(f"{served['url']}/predict", json.dumps({"records": _records(served["frame"], rows)}).encode())
+    assert status == 200
+    expected = served["model"].predict(served["frame"].iloc[rows][CONTRACT.feature_columns])
+    np.testing.assert_allclose(answer["predictions"], expected, atol=1e-9)
+    record = _records(served["frame"], [3])[0]
+    plain = _call(f"{served['url']}/predict", json.dumps({"records": [record]}).encode())[1]
+    record["capacity"] = str(record["capacity"])  # "717": pandera coerces it, so it was accepted before
+    status, coerced = _call(f"{served['url']}/predict", json.dumps({"records": [record]}).encode())
+    assert status == 200 and coerced["predictions"] == plain["predictions"]
+
+
+def test_the_inference_log_of_two_workers_is_complete(served):
+    log_dir = served["base"] / "log-workers"
+    process, url = _start(served["bundle"], served["keys"], log_dir)
+    try:
+        workers = _workers(process)
+        bodies = [json.dumps({"records": _records(served["frame"], [i])}).encode() for i in range(120)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(lambda b: _call(f"{url}/predict", b), bodies))
+        assert [status for status, _ in results] == [200] * 120
+    finally:
+        _stop(process)  # a clean stop flushes what each worker still buffers
+    import pandas as pd
+
+    files = sorted(log_dir.glob("inference-*.parquet"))
+    assert files and all(int(f.name.split("-")[2]) in workers for f in files)
+    logged = pd.concat(pd.read_parquet(f) for f in files)
+    assert len(logged) == 120 and logged["capacity"].dtype == "int64"
+    served_values = sorted(answer["predictions"][0] for _, answer in results)
+    np.testing.assert_allclose(sorted(logged["prediction"]), served_values, atol=0)
+
+
+def test_a_model_the_compiled_path_does_not_know_is_served_by_sklearn(served):
+    from collabops.tasks import get_task
+
+    frame, base = served["frame"], served["base"]
+    baseline = get_task("regression").make_baseline(CONTRACT).fit(frame[CONTRACT.feature_columns],
+                                                                    frame[CONTRACT.target])
+    bundle, _ = write_model_bundle(
+        baseline, CONTRACT, {"test": {}}, profile(frame, CONTRACT), frame.head(100), "# card\n",
+        Producer(partner="university"), load_signer("university", base / "private" / "university.key"),
+        base / "exchange-baseline", extra={"model": {"version": "b1"}})
+    process, url = _start(bundle, served["keys"], base / "log-baseline", ["--workers", "1"])
+    try:
+        meta = _call(f"{url}/metadata")[1]
+        assert meta["inference_path"] == "sklearn" and "SeasonalProfileBaseline" in meta["inference_check"]
+        rows = list(range(0, 60, 3))
+        status, answer = _call(f"{url}/predict", json.dumps({"records": _records(frame, rows)}).encode())
+        assert status == 200
+        np.testing.assert_allclose(answer["predictions"], baseline.predict(frame.iloc[rows][CONTRACT.feature_columns]),
+                                   atol=1e-12)
     finally:
         _stop(process)
