@@ -52,18 +52,6 @@ def _settings(collaboration: Collaboration) -> Any:
     return DeploymentSettings.from_dict(collaboration.deployment, source=f"{COLLABORATION_CONFIG}: deployment")
 
 
-def _deployer(stack: str) -> Any:
-    from zenml.client import Client
-
-    from collabops.deployment import DeploymentError
-
-    deployer = Client().active_stack.model_deployer
-    if deployer is None:
-        raise DeploymentError(f"stack '{stack}' has no model deployer to run the prediction service; add one "
-                              "(see stacks/industry-local.yaml) and run `python run.py stacks`")
-    return deployer
-
-
 def _choose_version(model_name: str, wanted: str, stack: str) -> Any:
     """A model version by number, or the newest one imported from a bundle."""
     from zenml.client import Client
@@ -128,17 +116,15 @@ def find_holdout(version_metadata: dict[str, Any], stack: str) -> tuple[str, str
 
 def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: Optional[str] = None) -> int:
     from cli.exchange import _prepare
-    from steps.deployment import check_approval
+    from collabops.deployment import check_deployable
+    from components.model_deployer import active_deployer
 
     collaboration, stack, partner = _prepare(args, "industry")
     settings = _settings(collaboration)
-    _deployer(stack)
+    active_deployer()
     chosen = _choose_version(collaboration.model_name, str(args.version), stack)
     metadata = dict(chosen.run_metadata or {})
-    if "imported_bundle_id" not in metadata:
-        raise ConfigError(f"model version {chosen.name} was not imported from a verified model bundle; only imported "
-                          "versions are deployed (run `python run.py import-model BUNDLE` first)")
-    check_approval(metadata, str(chosen.name), settings.require_approval)
+    check_deployable(metadata, str(chosen.name), settings.require_approval)
     holdout_id, holdout_note = find_holdout(metadata, stack)
     print(intro or f"deploying {collaboration.model_name} version {chosen.name} (bundle "
                    f"{metadata['imported_bundle_id']}) on stack '{stack}'")
@@ -246,7 +232,9 @@ def undeploy(args: argparse.Namespace) -> int:
     from cli.exchange import _prepare
 
     collaboration, stack, _partner = _prepare(args, "industry")
-    deployer = _deployer(stack)
+    from components.model_deployer import active_deployer
+
+    deployer = active_deployer()
     services = deployer.services_of(collaboration.model_name)
     if not services:
         print(f"no prediction service of '{collaboration.model_name}' on stack '{stack}'; nothing to stop")
@@ -268,7 +256,9 @@ def status(args: argparse.Namespace) -> int:
     record = ((production.run_metadata or {}).get("deployment") or {}) if production else {}
     print(f"model '{collaboration.model_name}' on stack '{stack}': production version "
           f"{production.name if production else 'none'}")
-    deployer = _active_deployer()
+    from components.model_deployer import active_deployer
+
+    deployer = active_deployer(required=False)
     services = deployer.services_of(collaboration.model_name) if deployer is not None else []
     if not services:
         print("  no prediction service" + ("" if deployer is not None else " (this stack has no model deployer)"))
@@ -293,8 +283,3 @@ def status(args: argparse.Namespace) -> int:
         print("\n".join(lines))
     return 0
 
-
-def _active_deployer() -> Optional[Any]:
-    from zenml.client import Client
-
-    return Client().active_stack.model_deployer

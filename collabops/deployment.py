@@ -74,6 +74,21 @@ class DeploymentSettings:
         return settings
 
 
+def check_deployable(metadata: dict[str, Any], version: str, require_approval: bool) -> Optional[dict[str, Any]]:
+    """Refuse a version that was not imported from a verified bundle, or lacks a required approval.
+
+    Returns the recorded approval, if any. ``metadata`` is the model version's.
+    """
+    if "imported_bundle_id" not in metadata:
+        raise DeploymentError(f"model version {version} was not imported from a verified model bundle; only imported "
+                              "versions are deployed (run `python run.py import-model BUNDLE` first)")
+    approval = metadata.get("approval") or None
+    if require_approval and not approval:
+        raise DeploymentError(f"model version {version} has no recorded approval and the collaboration config "
+                              f"requires one: run `python run.py approve {version} --by YOUR_NAME`")
+    return approval
+
+
 def _refuse_unknown(raw: dict[str, Any], known: set[str], source: str) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:

@@ -150,6 +150,19 @@ def wait_until_serving(service: BaseService, timeout: float, grace: float = 5.0)
     return False
 
 
+def active_deployer(required: bool = True) -> Optional[BaseModelDeployer]:
+    """The active stack's model deployer; with ``required``, an error telling how to add one."""
+    from zenml.client import Client
+
+    from collabops.deployment import DeploymentError
+
+    stack = Client().active_stack
+    if stack.model_deployer is None and required:
+        raise DeploymentError(f"stack '{stack.name}' has no model deployer to run the prediction service; "
+                              "add one (see stacks/industry-local.yaml) and run `python run.py stacks`")
+    return stack.model_deployer
+
+
 class CollabopsModelDeployerFlavor(BaseModelDeployerFlavor):
     """Flavor of :class:`CollabopsModelDeployer` (``--flavor collabops-local``)."""
 

@@ -18,6 +18,7 @@ from zenml.services.service import BaseDeploymentService
 from zenml.services.service_endpoint import ServiceEndpointProtocol
 
 API_KEY_ENV = "COLLABOPS_SERVING_API_KEY"
+API_KEY_SECRET_KEY = "api_key"  # the value's name inside the ZenML secret the config names
 
 
 class PredictionServerConfig(LocalDaemonServiceConfig):
@@ -31,7 +32,6 @@ class PredictionServerConfig(LocalDaemonServiceConfig):
     workers: int = 2
     max_body_bytes: int = 4 * 1024 * 1024
     api_key_secret: Optional[str] = None
-    api_key_secret_key: str = "api_key"
     host: str = "127.0.0.1"
     port: Optional[int] = None
     deployment_run_id: str = ""  # which deploy run started it (also keeps each service's config unique)
@@ -71,7 +71,7 @@ class PredictionServer(LocalDaemonService, BaseDeploymentService):
             from zenml.client import Client
 
             secret = Client().get_secret(self.config.api_key_secret)
-            os.environ[API_KEY_ENV] = str(secret.secret_values[self.config.api_key_secret_key])
+            os.environ[API_KEY_ENV] = str(secret.secret_values[API_KEY_SECRET_KEY])
             argv += ["--api-key-env", API_KEY_ENV]
         serving.main(argv)
 

@@ -22,9 +22,10 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
+from components.model_deployer import active_deployer
 from collabops.acceptance import AcceptanceReport, gate
 from collabops.contract import contract_from_dict
-from collabops.deployment import DeploymentError, DeploymentSettings, smoke_test
+from collabops.deployment import DeploymentError, DeploymentSettings, check_deployable, smoke_test
 from collabops.evaluation import evaluate
 from collabops.tasks import get_task
 
@@ -35,33 +36,13 @@ def _version() -> Any:
     return get_step_context().model_version
 
 
-def _deployer() -> Any:
-    stack = Client().active_stack
-    if stack.model_deployer is None:
-        raise DeploymentError(f"stack '{stack.name}' has no model deployer to run the prediction service; "
-                              "add one (see stacks/industry-local.yaml) and run `python run.py stacks`")
-    return stack.model_deployer
-
-
-def check_approval(metadata: dict[str, Any], version: str, required: bool) -> Optional[dict[str, Any]]:
-    """The recorded approval, or an error telling the user how to record one."""
-    approval = metadata.get("approval") or None
-    if required and not approval:
-        raise DeploymentError(f"model version {version} has no recorded approval and the collaboration config "
-                              f"requires one: run `python run.py approve {version} --by YOUR_NAME`")
-    return approval
-
-
 @step(enable_cache=False)
 def load_candidate(settings: dict) -> Annotated[dict, "candidate"]:
     """The model version to deploy, with its provenance; refuses unapproved or never-imported versions."""
     version = _version()
     metadata = dict(version.run_metadata or {})
     name = str(version.name)
-    if "imported_bundle_id" not in metadata:
-        raise DeploymentError(f"model version {name} was not imported from a verified model bundle; only imported "
-                              "versions are deployed (run `python run.py import-model BUNDLE` first)")
-    approval = check_approval(metadata, name, DeploymentSettings.from_dict(settings).require_approval)
+    approval = check_deployable(metadata, name, DeploymentSettings.from_dict(settings).require_approval)
     candidate = {"model_name": version.model.name, "version": name, "version_id": str(version.id),
                  "bundle_id": str(metadata["imported_bundle_id"]), "producer": metadata.get("producer", {}),
                  "university_metrics": (metadata.get("producer_metrics") or {}).get("test", {}),
@@ -133,7 +114,7 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
     from components.prediction_server import PredictionServerConfig
 
     chosen, spec = DeploymentSettings.from_dict(settings), contract_from_dict(contract)
-    deployer = _deployer()
+    deployer = active_deployer()
     bundle_dir = _install_bundle(deployer, candidate)
     context = get_step_context()
     config = PredictionServerConfig(
@@ -184,9 +165,8 @@ def _install_bundle(deployer: Any, candidate: dict) -> Path:
 def _api_key(secret_name: Optional[str]) -> Optional[str]:
     if not secret_name:
         return None
-    from components.prediction_server import PredictionServerConfig
+    from components.prediction_server import API_KEY_SECRET_KEY as key
 
-    key = PredictionServerConfig.model_fields["api_key_secret_key"].default
     try:
         return str(Client().get_secret(secret_name).secret_values[key])
     except (KeyError, ValueError):
@@ -213,7 +193,7 @@ def promote_to_production(deployment: dict, candidate: dict) -> Annotated[dict, 
     except KeyError:
         replaced = None
     version.set_stage(ModelStages.PRODUCTION, force=True)
-    deployer = _deployer()
+    deployer = active_deployer()
     retired = []
     for service in deployer.services_of(candidate["model_name"]):
         if str(service.uuid) != deployment["service_id"]:

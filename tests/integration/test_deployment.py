@@ -156,6 +156,22 @@ def test_an_imported_model_passes_the_gate_and_serves_in_production(industry):
     assert "model version: 1 (production)" in status.stdout and "producer:      university" in status.stdout
 
 
+@pytest.mark.parametrize("args, message", [
+    (["deploy", "--version", "abc"], "--version 'abc' is neither a version number nor latest-imported"),
+    (["deploy", "--version", "99"], "model 'parking-occupancy' has no version 99 on stack 'industry-local'"),
+    (["deploy", "--partner", "university"], "stack 'university-local' has no model deployer"),
+    (["approve", "1", "--by", " "], "--by must name who approves"),
+    (["approve", "first", "--by", "Ops"], "VERSION 'first' is not a version number"),
+    (["rollback"], "production version 1 replaced no earlier production version; there is nothing to roll back to"),
+])
+def test_bad_deployment_commands_are_refused_and_production_is_untouched(industry, args, message):
+    ws, _, _ = industry
+    result = ws.run(*args)
+    assert result.returncode == 1 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert ws.query(STATE)["1"]["stage"] == "production"
+
+
 def test_the_gate_refuses_a_worse_model_and_production_is_untouched(industry):
     ws, _, worse = industry
     url = _serving_url(ws)

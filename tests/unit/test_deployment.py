@@ -98,3 +98,15 @@ def test_a_refused_prediction_fails_with_the_status(fake_service):
 def test_no_service_at_all_fails():
     with pytest.raises(DeploymentError, match="did not answer"):
         smoke_test("http://127.0.0.1:9", RECORDS, [0.5, 0.25], "3", "b-1", timeout=2)
+
+
+def test_only_imported_and_when_required_approved_versions_are_deployable():
+    from collabops.deployment import check_deployable
+
+    with pytest.raises(DeploymentError, match="model version 4 was not imported from a verified model bundle"):
+        check_deployable({}, "4", require_approval=False)
+    with pytest.raises(DeploymentError, match=r"run `python run.py approve 4 --by YOUR_NAME`"):
+        check_deployable({"imported_bundle_id": "b-1"}, "4", require_approval=True)
+    approval = {"by": "Ops Lead", "note": "", "at": "2026-11-27T00:00:00+00:00"}
+    assert check_deployable({"imported_bundle_id": "b-1", "approval": approval}, "4", True) == approval
+    assert check_deployable({"imported_bundle_id": "b-1"}, "4", False) is None
