@@ -17,7 +17,7 @@ it. This script measures three cases on the same Parquet file and model:
   --version 1``, exactly as a user runs it (ZenML start-up, the
   batch-inference pipeline, loading the model version from the store, the
   run's metadata, the summary).
-* ``score_file only (no ZenML)``: ``collabops.scoring.score_file`` with its
+* ``score_file only (no ZenML)``: ``collabops.production.scoring.score_file`` with its
   defaults in a plain Python process, the library call the pipeline's step
   makes. Its own time is what the step costs; the gap to the end-to-end case
   is ZenML's overhead. Its "s" column is the ``score_file`` call alone; the
@@ -106,8 +106,8 @@ joblib.dump(model, sys.argv[2])
 GENERATE_DATA = '''\
 import sys
 
-from collabops.contract import load_contract
-from collabops.generator import GeneratorSettings, generate
+from collabops.data.contract import load_contract
+from collabops.data.generator import GeneratorSettings, generate
 
 rows, months, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 contract = load_contract("configs/contract.yaml")
@@ -129,7 +129,7 @@ import sys
 import joblib
 import pandas as pd
 
-from collabops.contract import load_contract
+from collabops.data.contract import load_contract
 
 features = load_contract("configs/contract.yaml").feature_columns
 model = joblib.load(sys.argv[1])
@@ -147,8 +147,8 @@ from pathlib import Path
 
 import joblib
 
-from collabops.contract import load_contract
-from collabops.scoring import score_file
+from collabops.data.contract import load_contract
+from collabops.production.scoring import score_file
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 model = joblib.load(sys.argv[1])

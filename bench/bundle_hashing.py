@@ -11,10 +11,10 @@ and that memory does not grow with the payload (``sha256_file`` streams
 bytes, in one run:
 
 * ``openssl dgst -sha256``: a subprocess, timed wall-clock. The baseline.
-* ``seal``: ``collabops.bundle.seal`` (hash every file, write and sign the
+* ``seal``: ``collabops.exchange.bundle.seal`` (hash every file, write and sign the
   manifest), in this process. ``manifest.json``/``manifest.sig`` are deleted
   before each repeat.
-* ``verify``: ``collabops.bundle.verify`` with ``trusted_keys`` (signature,
+* ``verify``: ``collabops.exchange.bundle.verify`` with ``trusted_keys`` (signature,
   paths, sizes, hashes), in this process.
 
 The cases are interleaved within each repeat, so a slow drift of the machine
@@ -61,9 +61,9 @@ from typing import Callable, Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collabops.bundle import CONTRACT_FILE, MANIFEST, SIGNATURE, Producer, seal, verify  # noqa: E402
-from collabops.contract import load_contract  # noqa: E402
-from collabops.signing import generate_key_pair, load_signer, trusted_keys  # noqa: E402
+from collabops.exchange.bundle import CONTRACT_FILE, MANIFEST, SIGNATURE, Producer, seal, verify  # noqa: E402
+from collabops.data.contract import load_contract  # noqa: E402
+from collabops.exchange.signing import generate_key_pair, load_signer, trusted_keys  # noqa: E402
 
 CONTRACT_SOURCE = ROOT / "configs" / "contract.yaml"
 PARTNER = "bench"
@@ -84,9 +84,9 @@ def vm_hwm_kib():
             return int(line.split()[1])
     return -1
 
-from collabops.bundle import MANIFEST, SIGNATURE, Producer, seal, verify
-from collabops.contract import load_contract
-from collabops.signing import load_signer, trusted_keys
+from collabops.exchange.bundle import MANIFEST, SIGNATURE, Producer, seal, verify
+from collabops.data.contract import load_contract
+from collabops.exchange.signing import load_signer, trusted_keys
 
 mode, root, keys_dir, private_key, contract_path, partner = sys.argv[1:7]
 root, keys_dir = Path(root), Path(keys_dir)

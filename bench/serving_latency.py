@@ -1,7 +1,7 @@
 """Serving latency and throughput: collabops' prediction service against ``mlflow models serve``.
 
 Why: the project serves its model with its own small ASGI service
-(``collabops.serving``: bundle verification, contract validation, inference
+(``collabops.production.serving``: bundle verification, contract validation, inference
 log, metrics). The obvious alternative is MLflow's scoring server. This script
 measures both on the SAME fitted model (calendar features + one-hot +
 HistGradientBoostingRegressor, 200 trees of up to 31 leaves, fitted on
@@ -19,7 +19,7 @@ HistGradientBoostingRegressor, 200 trees of up to 31 leaves, fitted on
 Servers (all started as subprocesses in a temporary directory, stopped by
 process group in ``finally``):
 
-* ``collabops``: ``python -m collabops.serving`` with its defaults (2 uvicorn
+* ``collabops``: ``python -m collabops.production.serving`` with its defaults (2 uvicorn
   workers, one OpenMP thread each, compiled inference path; no inference log
   unless ``--with-log``);
 * ``mlflow``: ``mlflow models serve -m MODEL --env-manager local -p PORT`` as a
@@ -87,15 +87,15 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 sys.path.insert(0, str(ROOT))
 
-from collabops.bundle import Producer  # noqa: E402
-from collabops.contract import load_contract  # noqa: E402
-from collabops.features import build_model  # noqa: E402
-from collabops.generator import GeneratorSettings, generate  # noqa: E402
-from collabops.model_bundle import write_model_bundle  # noqa: E402
-from collabops.profile import profile  # noqa: E402
-from collabops.signing import generate_key_pair, load_signer  # noqa: E402
-from collabops.tasks import get_task  # noqa: E402
-from collabops.trusted_types import TRUSTED_TYPES  # noqa: E402
+from collabops.exchange.bundle import Producer  # noqa: E402
+from collabops.data.contract import load_contract  # noqa: E402
+from collabops.training.features import build_model  # noqa: E402
+from collabops.data.generator import GeneratorSettings, generate  # noqa: E402
+from collabops.exchange.model_bundle import write_model_bundle  # noqa: E402
+from collabops.data.profile import profile  # noqa: E402
+from collabops.exchange.signing import generate_key_pair, load_signer  # noqa: E402
+from collabops.training.tasks import get_task  # noqa: E402
+from collabops.exchange.trusted_types import TRUSTED_TYPES  # noqa: E402
 
 PARAMS = {"max_iter": 200, "max_leaf_nodes": 31, "random_state": 0}
 AGREEMENT = 1e-9
@@ -191,13 +191,13 @@ def start_collabops(base: Path, model, contract, frame, log_dir: Optional[Path],
         model, contract, {"bench": {}}, profile(frame, contract), sample, "# bench\n",
         Producer(partner="university"), load_signer("university", private), base / "exchange",
         extra={"model": {"version": "bench"}})
-    command = [sys.executable, "-m", "collabops.serving", "--bundle", str(bundle), "--keys-dir", str(keys),
+    command = [sys.executable, "-m", "collabops.production.serving", "--bundle", str(bundle), "--keys-dir", str(keys),
                "--host", "127.0.0.1", "--port", "{port}", "--workers", str(workers)]
     if log_dir is not None:
         command += ["--log-dir", str(log_dir)]
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # the service's own default
     return _launch("collabops", command, env, ROOT, base, "/predict", "records", "predictions", "/health",
-                   f"python -m collabops.serving --workers {workers}" + (" --log-dir ..." if log_dir else ""))
+                   f"python -m collabops.production.serving --workers {workers}" + (" --log-dir ..." if log_dir else ""))
 
 
 def save_mlflow_model(base: Path, model, X) -> Path:
@@ -213,7 +213,7 @@ def save_mlflow_model(base: Path, model, X) -> Path:
 def start_mlflow(base: Path, path: Path, name: str, workers: Optional[int], omp_threads: Optional[str]) -> Server:
     binary = str(Path(sys.executable).with_name("mlflow"))
     # mlflow execs ``uvicorn`` from PATH: put this interpreter's bin directory first. The model holds
-    # collabops.features.CalendarFeatures, so the repository must be importable in MLflow's server too.
+    # collabops.training.features.CalendarFeatures, so the repository must be importable in MLflow's server too.
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MLFLOW_MODELS_WORKERS")}
     env.update({"MLFLOW_TRACKING_URI": f"file://{base / 'mlruns'}",
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -374,7 +374,7 @@ def in_process_breakdown(model, contract, frame, records: list[dict], repeats: i
     """Median ms per single-row request in collabops' request handling, without HTTP: where the time goes."""
     import pandas as pd
 
-    from collabops.serving import PredictionService
+    from collabops.production.serving import PredictionService
 
     service = PredictionService(model, contract, "bench", "bench", {}, reference=frame.head(500))
     assert service.compiled is not None and service.compiled.pipeline.trees is not None, service.inference_note

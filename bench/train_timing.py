@@ -71,13 +71,13 @@ import sys
 import pandas as pd
 import yaml
 
-from collabops import plots
-from collabops.contract import load_contract
-from collabops.evaluation import feature_importance, scores
-from collabops.generator import GeneratorSettings, generate
-from collabops.search import SearchSettings, search
-from collabops.split import SplitSettings, time_split
-from collabops.tasks import get_task
+from collabops.training import plots
+from collabops.data.contract import load_contract
+from collabops.training.evaluation import feature_importance, scores
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.training.search import SearchSettings, search
+from collabops.data.split import SplitSettings, time_split
+from collabops.training.tasks import get_task
 
 with open("configs/training.yaml", encoding="utf-8") as handle:
     parameters = yaml.safe_load(handle)["parameters"]

@@ -47,7 +47,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _settings(collaboration: Collaboration) -> Any:
-    from collabops.deployment import DeploymentSettings
+    from collabops.production.deployment import DeploymentSettings
 
     return DeploymentSettings.from_dict(collaboration.deployment, source=f"{COLLABORATION_CONFIG}: deployment")
 
@@ -116,7 +116,7 @@ def find_holdout(version_metadata: dict[str, Any], stack: str) -> tuple[str, str
 
 def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: Optional[str] = None) -> int:
     from cli.exchange import _prepare
-    from collabops.deployment import check_deployable
+    from collabops.production.deployment import check_deployable
     from components.model_deployer import active_deployer
 
     collaboration, stack, partner = _prepare(args, "industry")

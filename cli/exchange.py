@@ -62,7 +62,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def keys_init(args: argparse.Namespace) -> int:
-    from collabops.signing import default_private_key_path, generate_key_pair
+    from collabops.exchange.signing import default_private_key_path, generate_key_pair
 
     collaboration = Collaboration.load()
     collaboration.stack_of(args.partner)  # refuses unknown partners
@@ -77,8 +77,8 @@ def keys_init(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from collabops.bundle import open_bundle
-    from collabops.signing import trusted_keys
+    from collabops.exchange.bundle import open_bundle
+    from collabops.exchange.signing import trusted_keys
 
     collaboration = Collaboration.load()
     with open_bundle(args.path, trusted_keys(collaboration.keys_dir)) as bundle:
@@ -91,9 +91,9 @@ def verify(args: argparse.Namespace) -> int:
 def preflight_bundle(path: Path, kind: str, contract_path: str, collaboration: Collaboration,
                      partner: Optional[str]) -> None:
     """Verify before any run starts, so a bad bundle never creates a run or a model version."""
-    from collabops.bundle import open_bundle
-    from collabops.contract import load_contract
-    from collabops.signing import trusted_keys
+    from collabops.exchange.bundle import open_bundle
+    from collabops.data.contract import load_contract
+    from collabops.exchange.signing import trusted_keys
 
     if not path.exists():
         raise ConfigError(f"{path}: bundle not found")
@@ -125,8 +125,8 @@ def _signing_parameters(args: argparse.Namespace, partner: str) -> dict[str, Any
 
 def export_data(args: argparse.Namespace) -> int:
     from cli.main import preflight, run_pipeline
-    from collabops.pseudonymise import load_key
-    from collabops.signing import load_signer
+    from collabops.exchange.pseudonymise import load_key
+    from collabops.exchange.signing import load_signer
 
     parameters = {"contract_path": str(CONTRACT), "split": {}}
     preflight(args.data, parameters)
@@ -157,7 +157,7 @@ def export_data(args: argparse.Namespace) -> int:
 
 def handover(args: argparse.Namespace) -> int:
     from cli.main import run_pipeline
-    from collabops.signing import load_signer
+    from collabops.exchange.signing import load_signer
 
     collaboration, stack, partner = _prepare(args, "university")
     load_signer(partner, args.private_key)
@@ -208,7 +208,7 @@ def import_model(args: argparse.Namespace) -> int:
 
 def infer(args: argparse.Namespace) -> int:
     from cli.main import run_pipeline
-    from collabops.dataset import SUFFIXES, check_readable
+    from collabops.data.dataset import SUFFIXES, check_readable
 
     check_readable(args.data)  # a missing or empty file is refused before any run exists
     if args.out.exists():
@@ -242,7 +242,7 @@ def _maybe_archive(args: argparse.Namespace, folder: str) -> str:
     """With --archive, pack the sealed folder as ``<folder>.tar.gz`` next to it."""
     if not args.archive:
         return folder
-    from collabops.bundle import archive
+    from collabops.exchange.bundle import archive
 
     packed = archive(Path(folder), Path(f"{folder}.tar.gz"))
     return f"{folder} and {packed}"

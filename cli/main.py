@@ -99,8 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def generate_data(args: argparse.Namespace) -> int:
-    from collabops.dataset import write_table
-    from collabops.generator import GeneratorSettings, generate
+    from collabops.data.dataset import write_table
+    from collabops.data.generator import GeneratorSettings, generate
 
     if args.out.exists() and not args.force:
         raise ConfigError(f"{args.out}: already exists (use --force to overwrite)")
@@ -173,9 +173,9 @@ def preflight(data: Path, parameters: dict[str, Any]) -> None:
     Bad input is refused in about a second with the same message the
     pipeline would give, and nothing is recorded.
     """
-    from collabops.contract import load_contract
-    from collabops.dataset import read_table
-    from collabops.split import SplitSettings, time_split
+    from collabops.data.contract import load_contract
+    from collabops.data.dataset import read_table
+    from collabops.data.split import SplitSettings, time_split
 
     contract = load_contract(parameters["contract_path"])
     split = SplitSettings.from_dict(parameters.get("split"))

@@ -154,7 +154,7 @@ def active_deployer(required: bool = True) -> Optional[BaseModelDeployer]:
     """The active stack's model deployer; with ``required``, an error telling how to add one."""
     from zenml.client import Client
 
-    from collabops.deployment import DeploymentError
+    from collabops.production.deployment import DeploymentError
 
     stack = Client().active_stack
     if stack.model_deployer is None and required:

@@ -3,7 +3,7 @@
 ZenML starts ``run`` in a detached daemon process, so the service outlives
 the ``run.py`` process that deployed it; ZenML's service registry remembers
 it (``zenml model-deployer models list``), and ``undeploy`` stops it. The
-process serves a verified model bundle with :mod:`collabops.serving`.
+process serves a verified model bundle with :mod:`collabops.production.serving`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class PredictionServerConfig(LocalDaemonServiceConfig):
 
 
 class PredictionServer(LocalDaemonService, BaseDeploymentService):
-    """A local process running ``collabops.serving`` over one model bundle."""
+    """A local process running ``collabops.production.serving`` over one model bundle."""
 
     SERVICE_TYPE = ServiceType(name="collabops-prediction-server", type="model-serving", flavor="collabops-local",
                                description="collabops prediction service (verified model bundle over HTTP)")
@@ -59,7 +59,7 @@ class PredictionServer(LocalDaemonService, BaseDeploymentService):
 
     def run(self) -> None:
         """Runs in the daemon: read the API key from the ZenML secret store, then serve."""
-        from collabops import serving
+        from collabops.production import serving
 
         argv = ["--bundle", self.config.bundle_dir, "--keys-dir", self.config.keys_dir,
                 "--host", self.endpoint.status.hostname or "127.0.0.1", "--port", str(self.endpoint.status.port),

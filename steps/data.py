@@ -8,10 +8,10 @@ import pandas as pd
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
-from collabops.contract import contract_from_dict, load_contract
-from collabops.dataset import read_table
-from collabops.generator import GeneratorSettings, generate
-from collabops.split import SplitSettings, time_split
+from collabops.data.contract import contract_from_dict, load_contract
+from collabops.data.dataset import read_table
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.data.split import SplitSettings, time_split
 
 
 @step(enable_cache=False)

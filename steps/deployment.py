@@ -23,11 +23,11 @@ from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
 from components.model_deployer import active_deployer
-from collabops.acceptance import AcceptanceReport, gate
-from collabops.contract import contract_from_dict
-from collabops.deployment import DeploymentError, DeploymentSettings, check_deployable, smoke_test
-from collabops.evaluation import evaluate
-from collabops.tasks import get_task
+from collabops.production.acceptance import AcceptanceReport, gate
+from collabops.data.contract import contract_from_dict
+from collabops.production.deployment import DeploymentError, DeploymentSettings, check_deployable, smoke_test
+from collabops.training.evaluation import evaluate
+from collabops.training.tasks import get_task
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import step
 
-from collabops import plots
-from collabops.contract import contract_from_dict
-from collabops.evaluation import feature_importance, scores
-from collabops.tasks import get_task
+from collabops.training import plots
+from collabops.data.contract import contract_from_dict
+from collabops.training.evaluation import feature_importance, scores
+from collabops.training.tasks import get_task
 
 
 @step

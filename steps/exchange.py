@@ -19,14 +19,14 @@ from zenml.client import Client
 from zenml.enums import ArtifactType
 from zenml.types import MarkdownString
 
-from collabops import bundle as bundles
-from collabops.contract import contract_from_dict
-from collabops.data_bundle import read_data, write_data_bundle
-from collabops.model_bundle import CARD_FILE, load_model, read_metrics
-from collabops.profile import profile
-from collabops.pseudonymise import load_key, pseudonymise
-from collabops.signing import load_signer, trusted_keys
-from collabops.split import hold_out_latest
+from collabops.exchange import bundle as bundles
+from collabops.data.contract import contract_from_dict
+from collabops.exchange.data_bundle import read_data, write_data_bundle
+from collabops.exchange.model_bundle import CARD_FILE, load_model, read_metrics
+from collabops.data.profile import profile
+from collabops.exchange.pseudonymise import load_key, pseudonymise
+from collabops.exchange.signing import load_signer, trusted_keys
+from collabops.data.split import hold_out_latest
 
 
 def _producer(partner: str, code_revision: Optional[str]) -> bundles.Producer:

@@ -10,12 +10,12 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import MarkdownString
 
-from collabops import bundle as bundles
-from collabops.contract import contract_from_dict
-from collabops.model_bundle import write_model_bundle
-from collabops.model_card import render
-from collabops.profile import profile
-from collabops.signing import load_signer
+from collabops.exchange import bundle as bundles
+from collabops.data.contract import contract_from_dict
+from collabops.exchange.model_bundle import write_model_bundle
+from collabops.exchange.model_card import render
+from collabops.data.profile import profile
+from collabops.exchange.signing import load_signer
 
 REFERENCE_SAMPLE_ROWS = 5000
 

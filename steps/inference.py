@@ -8,8 +8,8 @@ from typing_extensions import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
-from collabops.contract import contract_from_dict
-from collabops.scoring import score_file
+from collabops.data.contract import contract_from_dict
+from collabops.production.scoring import score_file
 
 
 @step(enable_cache=False)

@@ -12,10 +12,10 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
 
-from collabops.contract import contract_from_dict
-from collabops.evaluation import evaluate
-from collabops.promotion import decide
-from collabops.tasks import get_task
+from collabops.data.contract import contract_from_dict
+from collabops.training.evaluation import evaluate
+from collabops.training.promotion import decide
+from collabops.training.tasks import get_task
 
 logger = logging.getLogger(__name__)
 STAGE = ModelStages.STAGING

@@ -10,9 +10,9 @@ from sklearn.pipeline import Pipeline
 from typing_extensions import Annotated
 from zenml import log_metadata, step
 
-from collabops.contract import contract_from_dict
-from collabops.evaluation import flatten
-from collabops.tracking import log_training_run
+from collabops.data.contract import contract_from_dict
+from collabops.training.evaluation import flatten
+from collabops.training.tracking import log_training_run
 
 
 @step

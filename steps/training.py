@@ -10,9 +10,9 @@ from typing_extensions import Annotated
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from collabops.contract import contract_from_dict
-from collabops.search import SearchSettings, search
-from collabops.tasks import get_task
+from collabops.data.contract import contract_from_dict
+from collabops.training.search import SearchSettings, search
+from collabops.training.tasks import get_task
 
 
 @step

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from collabops.generator import GeneratorSettings, generate
+from collabops.data.generator import GeneratorSettings, generate
 from tests.conftest import Workspace, all_model_version_count
 
 

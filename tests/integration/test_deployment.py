@@ -84,12 +84,12 @@ def _university_bundle(data_bundle: Path, keys: Path, private: Path, out: Path, 
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from collabops.bundle import Producer
-    from collabops.contract import load_contract
-    from collabops.features import build_model
-    from collabops.model_bundle import write_model_bundle
-    from collabops.profile import profile
-    from collabops.signing import load_signer
+    from collabops.exchange.bundle import Producer
+    from collabops.data.contract import load_contract
+    from collabops.training.features import build_model
+    from collabops.exchange.model_bundle import write_model_bundle
+    from collabops.data.profile import profile
+    from collabops.exchange.signing import load_signer
 
     contract = load_contract(data_bundle / "contract.yaml")
     frame = pd.read_parquet(next((data_bundle / "data").glob("*.parquet")))
@@ -107,7 +107,7 @@ def _university_bundle(data_bundle: Path, keys: Path, private: Path, out: Path, 
 
 @pytest.fixture(scope="module")
 def industry(tmp_path_factory):
-    from collabops.signing import generate_key_pair
+    from collabops.exchange.signing import generate_key_pair
 
     base = tmp_path_factory.mktemp("deployment")
     ws = Workspace(copy_project(base / "industry"), base / "industry-zenml",

@@ -168,7 +168,7 @@ def test_a_tampered_model_bundle_is_refused_and_nothing_is_imported(worlds, tmp_
 
 def _resign(root: Path, private_key: Path, change) -> None:
     """Edit the manifest and sign it again with the university's real key: only later checks can catch it."""
-    from collabops.signing import load_signer
+    from collabops.exchange.signing import load_signer
 
     manifest = json.loads((root / "manifest.json").read_text())
     change(root, manifest)

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collabops.bundle import Producer
-from collabops.contract import load_contract
-from collabops.features import build_model
-from collabops.generator import GeneratorSettings, generate
-from collabops.model_bundle import write_model_bundle
-from collabops.profile import profile
-from collabops.signing import generate_key_pair, load_signer
-from collabops.tasks import get_task
+from collabops.exchange.bundle import Producer
+from collabops.data.contract import load_contract
+from collabops.training.features import build_model
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.exchange.model_bundle import write_model_bundle
+from collabops.data.profile import profile
+from collabops.exchange.signing import generate_key_pair, load_signer
+from collabops.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")
@@ -56,7 +56,7 @@ def _start(bundle: Path, keys: Path, log_dir: Path, extra: list[str] = (), env: 
     port = _free_port()
     output = log_dir.with_name(f"{log_dir.name}-server-{port}.txt")  # a file, so a full pipe never blocks it
     with open(output, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "collabops.serving", "--bundle", str(bundle), "--keys-dir",
+        process = subprocess.Popen([sys.executable, "-m", "collabops.production.serving", "--bundle", str(bundle), "--keys-dir",
                                     str(keys), "--port", str(port), "--log-dir", str(log_dir), "--max-body-bytes",
                                     "200000", *extra], cwd=ROOT, env={**os.environ, **(env or {})},
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -286,7 +286,7 @@ def test_the_inference_log_of_two_workers_is_complete(served):
 
 
 def test_a_model_the_compiled_path_does_not_know_is_served_by_sklearn(served):
-    from collabops.tasks import get_task
+    from collabops.training.tasks import get_task
 
     frame, base = served["frame"], served["base"]
     baseline = get_task("regression").make_baseline(CONTRACT).fit(frame[CONTRACT.feature_columns],

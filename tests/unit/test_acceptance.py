@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collabops.acceptance import AcceptanceThresholds, gate
+from collabops.production.acceptance import AcceptanceThresholds, gate
 from collabops.errors import ConfigError
 
 LIMITS = AcceptanceThresholds(max_error=0.05, max_regression=0.05, max_segment_regression=0.10)

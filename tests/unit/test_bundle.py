@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collabops.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
-from collabops.contract import load_contract
-from collabops.signing import generate_key_pair, load_signer, trusted_keys
+from collabops.exchange.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
+from collabops.data.contract import load_contract
+from collabops.exchange.signing import generate_key_pair, load_signer, trusted_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")

@@ -15,14 +15,14 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from collabops import compiled
-from collabops.compiled import (TOLERANCE, TREE_ROWS, CompiledPipeline, CompiledTrees, NotCompilable, RecordRejected,
+from collabops.production import compiled
+from collabops.production.compiled import (TOLERANCE, TREE_ROWS, CompiledPipeline, CompiledTrees, NotCompilable, RecordRejected,
                                 compile_pipeline, frame_from_rows, load_compiled)
-from collabops.contract import contract_from_dict, load_contract
-from collabops.features import CalendarFeatures, build_model
-from collabops.generator import GeneratorSettings, generate
-from collabops.serving import PredictionService, RequestError
-from collabops.tasks import get_task
+from collabops.data.contract import contract_from_dict, load_contract
+from collabops.training.features import CalendarFeatures, build_model
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.production.serving import PredictionService, RequestError
+from collabops.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")

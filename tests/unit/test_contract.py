@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from collabops.contract import contract_from_dict, load_contract
+from collabops.data.contract import contract_from_dict, load_contract
 from collabops.errors import ConfigError, DataError
-from collabops.generator import GeneratorSettings, generate
+from collabops.data.generator import GeneratorSettings, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 

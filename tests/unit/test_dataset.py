@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collabops.dataset import read_table, write_table
+from collabops.data.dataset import read_table, write_table
 from collabops.errors import DataError
-from collabops.generator import GeneratorSettings, generate
+from collabops.data.generator import GeneratorSettings, generate
 
 
 def test_round_trip_csv_and_parquet(tmp_path):

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from collabops.deployment import DeploymentError, DeploymentSettings, smoke_test
+from collabops.production.deployment import DeploymentError, DeploymentSettings, smoke_test
 from collabops.errors import ConfigError
 
 
@@ -101,7 +101,7 @@ def test_no_service_at_all_fails():
 
 
 def test_only_imported_and_when_required_approved_versions_are_deployable():
-    from collabops.deployment import check_deployable
+    from collabops.production.deployment import check_deployable
 
     with pytest.raises(DeploymentError, match="model version 4 was not imported from a verified model bundle"):
         check_deployable({}, "4", require_approval=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collabops.generator import KINDS, GeneratorSettings, generate
+from collabops.data.generator import KINDS, GeneratorSettings, generate
 
 
 @pytest.fixture(scope="module")

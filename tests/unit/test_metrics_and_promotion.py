@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collabops import metrics
-from collabops.promotion import decide
-from collabops.tasks import get_task
+from collabops.training import metrics
+from collabops.training.promotion import decide
+from collabops.training.tasks import get_task
 from collabops.errors import ConfigError
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from collabops.baseline import SeasonalProfileBaseline
-from collabops.contract import load_contract
-from collabops.evaluation import evaluate, feature_importance, flatten
-from collabops.generator import GeneratorSettings, generate
-from collabops.search import SearchSettings, search
-from collabops.split import SplitSettings, time_split
-from collabops.tasks import get_task
-from collabops.trusted_types import untrusted_types
+from collabops.training.baseline import SeasonalProfileBaseline
+from collabops.data.contract import load_contract
+from collabops.training.evaluation import evaluate, feature_importance, flatten
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.training.search import SearchSettings, search
+from collabops.data.split import SplitSettings, time_split
+from collabops.training.tasks import get_task
+from collabops.exchange.trusted_types import untrusted_types
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = get_task("regression")

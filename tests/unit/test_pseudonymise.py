@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from collabops.errors import ConfigError
-from collabops.pseudonymise import load_key, pseudonymise
+from collabops.exchange.pseudonymise import load_key, pseudonymise
 
 KEY_A, KEY_B = b"a" * 32, b"b" * 32
 

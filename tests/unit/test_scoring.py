@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collabops.contract import load_contract
+from collabops.data.contract import load_contract
 from collabops.errors import DataError
-from collabops.generator import GeneratorSettings, generate
-from collabops.scoring import score_file
-from collabops.tasks import get_task
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.production.scoring import score_file
+from collabops.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from collabops.contract import load_contract
+from collabops.data.contract import load_contract
 from collabops.errors import DataError
-from collabops.features import build_model
-from collabops.generator import GeneratorSettings, generate
-from collabops.scoring import fast_validate, score_file
-from collabops.tasks import get_task
+from collabops.training.features import build_model
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.production.scoring import fast_validate, score_file
+from collabops.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = load_contract(ROOT / "configs" / "contract.yaml")
@@ -224,9 +224,9 @@ def test_a_model_failing_in_a_late_block_leaves_no_output(tmp_path, frame, model
 def test_progress_is_logged_per_chunk_with_rows_per_second(tmp_path, frame, model, caplog):
     source = tmp_path / "in.parquet"
     frame.to_parquet(source, index=False)
-    with caplog.at_level(logging.INFO, logger="collabops.scoring"):
+    with caplog.at_level(logging.INFO, logger="collabops.production.scoring"):
         score_file(model, CONTRACT, source, tmp_path / "out.parquet", "7", "b-1", chunk_rows=1000)
-    lines = [r.getMessage() for r in caplog.records if r.name == "collabops.scoring"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "collabops.production.scoring"]
     assert len(lines) == 3
     assert lines[0].startswith(f"scored 1,000 of {len(frame):,} rows (") and "rows/s" in lines[0]
     assert lines[-1].startswith(f"scored {len(frame):,} of {len(frame):,} rows (")

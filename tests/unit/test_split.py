@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from collabops.errors import ConfigError, DataError
-from collabops.generator import GeneratorSettings, generate
-from collabops.split import SplitSettings, time_split
+from collabops.data.generator import GeneratorSettings, generate
+from collabops.data.split import SplitSettings, time_split
 
 
 @pytest.fixture(scope="module")

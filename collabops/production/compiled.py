@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 
 if TYPE_CHECKING:
-    from collabops.contract import DataContract
+    from collabops.data.contract import DataContract
 
 TOLERANCE = 1e-9
 """Largest absolute difference to the pipeline's ``predict`` the load-time check accepts."""
@@ -355,7 +355,7 @@ def compile_pipeline(model: Any, contract: DataContract, features: list[str]) ->
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-    from collabops.features import CALENDAR_FEATURES, CalendarFeatures
+    from collabops.training.features import CALENDAR_FEATURES, CalendarFeatures
 
     if not isinstance(model, Pipeline) or len(model.steps) != 3:
         raise NotCompilable(f"the model is a {type(model).__name__}, not a three-step Pipeline")

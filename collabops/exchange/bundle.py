@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Optional
 
-from collabops.contract import DataContract, contract_from_dict
+from collabops.data.contract import DataContract, contract_from_dict
 from collabops.errors import CollabopsError
-from collabops.signing import Signer, identify_signer
+from collabops.exchange.signing import Signer, identify_signer
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

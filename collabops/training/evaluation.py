@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collabops.contract import DataContract
-from collabops.tasks import Task
+from collabops.data.contract import DataContract
+from collabops.training.tasks import Task
 
 
 def evaluate(task: Task, contract: DataContract, model: Any, test: pd.DataFrame) -> dict[str, Any]:

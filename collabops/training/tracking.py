@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from collabops.environment import pinned_requirements
-from collabops.trusted_types import TRUSTED_TYPES
+from collabops.exchange.environment import pinned_requirements
+from collabops.exchange.trusted_types import TRUSTED_TYPES
 
 
 def log_training_run(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 TRUSTED_TYPES = [
-    "collabops.baseline.SeasonalProfileBaseline",
-    "collabops.features.CalendarFeatures",
+    "collabops.training.baseline.SeasonalProfileBaseline",
+    "collabops.training.features.CalendarFeatures",
     "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.Interval",
     "sklearn._loss.loss.HalfSquaredError",

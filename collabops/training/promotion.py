@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from collabops.tasks import Task
+from collabops.training.tasks import Task
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from collabops.contract import DataContract
+from collabops.data.contract import DataContract
 
 TOP_CATEGORIES = 20
 

@@ -17,7 +17,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from collabops.contract import DataContract
+from collabops.data.contract import DataContract
 
 CALENDAR_FEATURES = ("hour", "day_of_week", "month", "day_of_year", "is_weekend")
 

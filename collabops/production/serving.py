@@ -12,7 +12,7 @@ flushed off the request path. ``/health``, ``/metadata`` and ``/metrics``
 (Prometheus) complete it.
 
 Speed (see ``bench/serving_latency.py``): the model runs on the compiled
-inference path of :mod:`collabops.compiled` when the load-time check shows it
+inference path of :mod:`collabops.production.compiled` when the load-time check shows it
 gives the pipeline's predictions (``/metadata`` and the start-up log say
 ``inference_path: compiled`` or ``sklearn`` and why); records the fast
 validation does not accept as they are go through pandera and the pipeline
@@ -31,7 +31,7 @@ loading and checking the bundle itself. Each worker keeps its own
 inference-log files, whose names carry its PID. Workers stop when the parent
 process disappears, even after ``kill -9``.
 
-Run it with ``python -m collabops.serving --bundle DIR --keys-dir keys --port 8000``,
+Run it with ``python -m collabops.production.serving --bundle DIR --keys-dir keys --port 8000``,
 or call :func:`serve` from Python.
 """
 
@@ -64,8 +64,8 @@ from collabops.errors import DataError  # noqa: E402
 if TYPE_CHECKING:  # pandas, scikit-learn and the model load in the app, not at import: see ``serve``
     import pandas as pd
 
-    from collabops.compiled import CompiledModel
-    from collabops.contract import DataContract
+    from collabops.production.compiled import CompiledModel
+    from collabops.data.contract import DataContract
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -78,7 +78,7 @@ WORKER_HEALTHCHECK_SECONDS = 30
 SETTINGS_ENV = "COLLABOPS_SERVING_SETTINGS"
 """How ``serve`` hands its settings to worker processes (spawned, so they share nothing else)."""
 
-logger = logging.getLogger("collabops.serving")
+logger = logging.getLogger("collabops.production.serving")
 
 
 class RequestError(Exception):
@@ -219,7 +219,7 @@ class InferenceLog:
     def _compiled_frame(self, entries: list[_CompiledEntry]) -> pd.DataFrame:
         import pandas as pd
 
-        from collabops.compiled import frame_from_rows
+        from collabops.production.compiled import frame_from_rows
 
         assert self.contract is not None and self.features is not None
         rows = [row for entry in entries for row in entry.rows]
@@ -268,7 +268,7 @@ class PredictionService:
         self.workers = workers
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.metrics = Metrics()
-        from collabops.compiled import load_compiled
+        from collabops.production.compiled import load_compiled
 
         self.compiled: Optional[CompiledModel] = None
         if compile_model:
@@ -303,7 +303,7 @@ class PredictionService:
 
     def fast_rows(self, records: list[dict[str, Any]]) -> Optional[list[tuple[Any, ...]]]:
         """Rows for the compiled path, or None: then the pandera path decides, exactly as before."""
-        from collabops.compiled import RecordRejected
+        from collabops.production.compiled import RecordRejected
 
         if self.compiled is None:
             return None
@@ -480,7 +480,7 @@ def create_app(service: PredictionService, max_body_bytes: int = 4 * 1024 * 1024
 def _reference_sample(root: Path) -> Optional[pd.DataFrame]:
     import pandas as pd
 
-    from collabops.model_bundle import SAMPLE_FILE
+    from collabops.exchange.model_bundle import SAMPLE_FILE
 
     path = root / SAMPLE_FILE
     return pd.read_parquet(path) if path.is_file() else None
@@ -489,9 +489,9 @@ def _reference_sample(root: Path) -> Optional[pd.DataFrame]:
 def service_from_bundle(bundle_dir: Path, keys_dir: Path, log_dir: Optional[Path] = None,
                         model_version: Optional[str] = None, workers: int = 1) -> PredictionService:
     """Verify the bundle again (it may have changed on disk), then load its model with trusted types only."""
-    from collabops.bundle import verify
-    from collabops.model_bundle import load_model
-    from collabops.signing import trusted_keys
+    from collabops.exchange.bundle import verify
+    from collabops.exchange.model_bundle import load_model
+    from collabops.exchange.signing import trusted_keys
 
     verified = verify(bundle_dir, trusted_keys(keys_dir), kind="model")
     model_info = verified.manifest.get("model", {})
@@ -507,7 +507,7 @@ def service_from_bundle(bundle_dir: Path, keys_dir: Path, log_dir: Optional[Path
 def _setup_logging() -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s collabops.serving %(levelname)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s collabops.production.serving %(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -548,9 +548,9 @@ def serve(bundle_dir: Path, keys_dir: Path, host: str, port: int, log_dir: Optio
         logger.info("serving on http://%s:%d with 1 worker (pid %d)", host, port, os.getpid())
         uvicorn.run(create_app(service, max_body_bytes, api_key), **options)
         return
-    from collabops.bundle import verify
-    from collabops.model_bundle import load_model
-    from collabops.signing import trusted_keys
+    from collabops.exchange.bundle import verify
+    from collabops.exchange.model_bundle import load_model
+    from collabops.exchange.signing import trusted_keys
 
     load_model(verify(bundle_dir, trusted_keys(keys_dir), kind="model"))  # fail fast, once, with the real error
     os.environ[SETTINGS_ENV] = json.dumps({
@@ -565,7 +565,7 @@ def serve(bundle_dir: Path, keys_dir: Path, host: str, port: int, log_dir: Optio
         # uvicorn replaces a worker that does not answer its supervisor's ping in time (5 s by default); a worker
         # loading and checking the model on a busy 2-core machine can take longer than that.
         options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
-    uvicorn.run("collabops.serving:app_from_environment", factory=True, workers=workers, **options)
+    uvicorn.run("collabops.production.serving:app_from_environment", factory=True, workers=workers, **options)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,7 +1,7 @@
 """The data bundle: pseudonymised data, its contract and its profile.
 
 Written by the industry partner's export, read by the university's training
-only after ``collabops.bundle`` has verified it.
+only after ``collabops.exchange.bundle`` has verified it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from collabops.bundle import CONTRACT_FILE, Producer, VerifiedBundle, move_into_place, seal
-from collabops.contract import DataContract
-from collabops.signing import Signer
+from collabops.exchange.bundle import CONTRACT_FILE, Producer, VerifiedBundle, move_into_place, seal
+from collabops.data.contract import DataContract
+from collabops.exchange.signing import Signer
 
 DATA_FILE = "data/occupancy.parquet"
 PROFILE_FILE = "profile.json"

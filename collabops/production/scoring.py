@@ -43,8 +43,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import pandas as pd
 
-from collabops.contract import ColumnSpec, DataContract
-from collabops.dataset import SUFFIXES, check_readable
+from collabops.data.contract import ColumnSpec, DataContract
+from collabops.data.dataset import SUFFIXES, check_readable
 from collabops.errors import DataError
 
 logger = logging.getLogger(__name__)

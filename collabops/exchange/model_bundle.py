@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from collabops.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
-from collabops.contract import DataContract
-from collabops.environment import environment_text
-from collabops.signing import Signer
-from collabops.trusted_types import TRUSTED_TYPES
+from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
+from collabops.data.contract import DataContract
+from collabops.exchange.environment import environment_text
+from collabops.exchange.signing import Signer
+from collabops.exchange.trusted_types import TRUSTED_TYPES
 
 MODEL_FILE = "model/model.skops"
 METRICS_FILE = "metrics.json"

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from collabops.contract import DataContract
-from collabops.metrics import mae_by
+from collabops.data.contract import DataContract
+from collabops.training.metrics import mae_by
 
 
 def _figure(rows: int = 1, height: float = 3.2, width: float = 10.0) -> tuple[Any, Any]:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from collabops import metrics
-from collabops.baseline import SeasonalProfileBaseline
-from collabops.contract import DataContract
+from collabops.training import metrics
+from collabops.training.baseline import SeasonalProfileBaseline
+from collabops.data.contract import DataContract
 from collabops.errors import ConfigError
 
 

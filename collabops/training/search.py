@@ -16,10 +16,10 @@ import pandas as pd
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 
-from collabops.contract import DataContract
+from collabops.data.contract import DataContract
 from collabops.errors import ConfigError
-from collabops.features import build_model
-from collabops.tasks import Task
+from collabops.training.features import build_model
+from collabops.training.tasks import Task
 
 logger = logging.getLogger(__name__)
 

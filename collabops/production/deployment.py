@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from collabops.acceptance import AcceptanceThresholds
+from collabops.production.acceptance import AcceptanceThresholds
 from collabops.errors import CollabopsError, ConfigError
 
 

@@ -1,0 +1,1 @@
+"""The exchange stage: partner keys, signed bundles, what data and model bundles hold, pseudonymisation."""

@@ -1,0 +1,1 @@
+"""The training stage: features inside the model, baseline, task, search, evaluation, promotion, tracking."""
