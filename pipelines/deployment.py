@@ -5,12 +5,14 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.client import Client
 
+from collabops.settings import DeploymentSettings
+from orchestration import names
 from steps.data import load_data_contract
 from steps.deployment import acceptance_gate, load_candidate, promote_to_production, start_prediction_service
 
 
-@pipeline(name="deploy", enable_cache=False)
-def deploy_pipeline(contract_path: str, holdout_artifact_id: str, settings: dict, keys_dir: str,
+@pipeline(name=names.DEPLOY, enable_cache=False)
+def deploy_pipeline(contract_path: str, holdout_artifact_id: str, settings: DeploymentSettings, keys_dir: str,
                     task: str = "regression", enforce_gate: bool = True) -> None:
     """Candidate -> acceptance gate on our holdout -> new service + smoke test -> production.
 

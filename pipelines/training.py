@@ -11,6 +11,7 @@ from typing import Optional
 
 from zenml import Model, pipeline
 
+from orchestration import names
 from steps.data import generate_dataset, load_data_contract, load_dataset, split_data, validate_data
 from steps.evaluation import evaluate_models
 from steps.exchange import load_data_bundle
@@ -19,22 +20,23 @@ from steps.tracking import log_experiment
 from steps.training import train_baseline, train_model
 
 
-@pipeline(name="training", enable_cache=True)
+@pipeline(name=names.TRAINING, enable_cache=True)
 def training_pipeline(
     contract_path: str,
     task: str,
     model_name: str,
     split: dict,
     search: dict,
+    model_description: str = "",
     generator: Optional[dict] = None,
     data_path: Optional[str] = None,
     data_bundle: Optional[str] = None,
-    keys_dir: Optional[str] = None,
-    partner: Optional[str] = None,
+    data_bundle_manifest: Optional[dict] = None,
+    data_bundle_signer: Optional[str] = None,
     experiment_tracker: Optional[str] = None,
     code_revision: Optional[str] = None,
 ) -> None:
-    """Train on a verified ``data_bundle``, a ``data_path`` (CSV/Parquet) or the example generator's data.
+    """Train on a ``data_bundle`` (a folder the command verified), a ``data_path`` or the example data.
 
     The model version is attached only to the steps after validation and the
     split, so bad data never creates a model version.
@@ -42,15 +44,15 @@ def training_pipeline(
     source = data_bundle or data_path or "example data (generator)"
     contract = load_data_contract(contract_path)
     if data_bundle:
-        raw = load_data_bundle(data_bundle, contract, keys_dir or "keys", partner or "university")
+        raw = load_data_bundle(data_bundle, data_bundle_manifest or {}, data_bundle_signer or "")
     elif data_path:
-        raw = load_dataset(data_path)
+        raw = load_dataset(data_path, contract)
     else:
         raw = generate_dataset(generator or {})
     data = validate_data(raw, contract, source)
     train, validation, test = split_data(data, contract, split, source)
 
-    model = Model(name=model_name, description="Hourly occupancy forecaster for the operator's car parks.")
+    model = Model(name=model_name, description=model_description or None)
     baseline = train_baseline.with_options(model=model)(train, validation, contract, task)
     fitted, trials, best_params = train_model.with_options(model=model)(train, validation, contract, task, search)
     test_metrics, baseline_metrics, week_plot, hour_plot, importance_plot = evaluate_models.with_options(model=model)(

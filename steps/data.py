@@ -12,10 +12,11 @@ from collabops.data.contract import contract_from_dict, load_contract
 from collabops.data.dataset import read_table
 from collabops.data.generator import GeneratorSettings, generate
 from collabops.data.split import SplitSettings, time_split
+from orchestration import names
 
 
 @step(enable_cache=False)
-def load_data_contract(path: str) -> Annotated[dict, "data_contract"]:
+def load_data_contract(path: str) -> Annotated[dict, names.DATA_CONTRACT]:
     """Read the contract file on every run, so an edited contract is never served from cache."""
     contract = load_contract(path)
     log_metadata(metadata={"contract": contract.name, "contract_digest": contract.digest()})
@@ -23,15 +24,15 @@ def load_data_contract(path: str) -> Annotated[dict, "data_contract"]:
 
 
 @step(enable_cache=False)
-def load_dataset(path: str) -> Annotated[pd.DataFrame, "raw_data"]:
-    """Read a CSV or Parquet file; never cached, since the file may change under the same path."""
-    frame = read_table(path)
+def load_dataset(path: str, contract: dict) -> Annotated[pd.DataFrame, names.RAW_DATA]:
+    """Read a CSV or Parquet file as the contract says; never cached, since the file may change under the same path."""
+    frame = read_table(path, contract=contract_from_dict(contract))
     log_metadata(metadata={"source": path, "rows": len(frame)})
     return frame
 
 
 @step
-def generate_dataset(settings: dict) -> Annotated[pd.DataFrame, "raw_data"]:
+def generate_dataset(settings: dict) -> Annotated[pd.DataFrame, names.RAW_DATA]:
     """The example generator is deterministic, so its output is safely cached."""
     frame = generate(GeneratorSettings(**settings))
     log_metadata(metadata={"source": "example generator", "generator": settings, "rows": len(frame)})
@@ -39,7 +40,7 @@ def generate_dataset(settings: dict) -> Annotated[pd.DataFrame, "raw_data"]:
 
 
 @step
-def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[pd.DataFrame, "validated_data"]:
+def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[pd.DataFrame, names.VALIDATED_DATA]:
     """Refuse data that breaks the contract; the error names file, column and rows."""
     spec = contract_from_dict(contract)
     data = spec.validate(raw, source=source)
@@ -58,9 +59,9 @@ def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[p
 def split_data(
     data: pd.DataFrame, contract: dict, split: dict, source: str
 ) -> Tuple[
-    Annotated[pd.DataFrame, "train_data"],
-    Annotated[pd.DataFrame, "validation_data"],
-    Annotated[pd.DataFrame, "test_data"],
+    Annotated[pd.DataFrame, names.TRAIN_DATA],
+    Annotated[pd.DataFrame, names.VALIDATION_DATA],
+    Annotated[pd.DataFrame, names.TEST_DATA],
 ]:
     """Cut the data into consecutive periods: train, then validation, then test."""
     spec = contract_from_dict(contract)
@@ -73,5 +74,6 @@ def split_data(
             "end": str(part[spec.time_column].max()),
         }
     log_metadata(metadata={"periods": periods})
+    log_metadata(metadata={"periods": periods}, artifact_name=names.TRAIN_DATA, infer_artifact=True)
     return parts.train, parts.validation, parts.test
 

@@ -22,12 +22,15 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
-from components.model_deployer import active_deployer
-from collabops.production.acceptance import AcceptanceReport, gate
 from collabops.data.contract import contract_from_dict
-from collabops.production.deployment import DeploymentError, DeploymentSettings, check_deployable, smoke_test
+from collabops.exchange.bundle import safe_extract
+from collabops.production.acceptance import AcceptanceReport, AcceptanceThresholds, gate
+from collabops.production.deployment import DeploymentError, check_deployable, smoke_test
+from collabops.settings import DeploymentSettings
 from collabops.training.evaluation import evaluate
 from collabops.training.tasks import get_task
+from components.model_deployer import active_deployer
+from orchestration import names
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +40,12 @@ def _version() -> Any:
 
 
 @step(enable_cache=False)
-def load_candidate(settings: dict) -> Annotated[dict, "candidate"]:
+def load_candidate(settings: DeploymentSettings) -> Annotated[dict, names.CANDIDATE]:
     """The model version to deploy, with its provenance; refuses unapproved or never-imported versions."""
     version = _version()
     metadata = dict(version.run_metadata or {})
     name = str(version.name)
-    approval = check_deployable(metadata, name, DeploymentSettings.from_dict(settings).require_approval)
+    approval = check_deployable(metadata, name, settings.require_approval)
     candidate = {"model_name": version.model.name, "version": name, "version_id": str(version.id),
                  "bundle_id": str(metadata["imported_bundle_id"]), "producer": metadata.get("producer", {}),
                  "university_metrics": (metadata.get("producer_metrics") or {}).get("test", {}),
@@ -52,9 +55,9 @@ def load_candidate(settings: dict) -> Annotated[dict, "candidate"]:
 
 
 @step(enable_cache=False)
-def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract: dict, task: str, settings: dict,
-                    enforce: bool = True) -> Tuple[
-    Annotated[MarkdownString, "acceptance_report"], Annotated[dict, "acceptance_result"]
+def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract: dict, task: str,
+                    settings: DeploymentSettings, enforce: bool = True) -> Tuple[
+    Annotated[MarkdownString, names.ACCEPTANCE_REPORT], Annotated[dict, names.ACCEPTANCE_RESULT]
 ]:
     """Score the candidate and the current production model on our holdout and judge by the config's thresholds.
 
@@ -62,11 +65,13 @@ def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract:
     in the dashboard even when the gate refuses.
     """
     spec, kind = contract_from_dict(contract), get_task(task)
-    chosen = DeploymentSettings.from_dict(settings)
-    model = _version().get_model_artifact("trained_model").load()
+    acceptance = settings.acceptance
+    thresholds = AcceptanceThresholds(max_error=acceptance.max_error, max_regression=acceptance.max_regression,
+                                      max_segment_regression=acceptance.max_segment_regression)
+    model = _version().get_model_artifact(names.TRAINED_MODEL).load()
     scores = evaluate(kind, spec, model, acceptance_holdout)
     production, production_version = _production_scores(candidate, kind, spec, acceptance_holdout)
-    report = gate(scores, chosen.thresholds, chosen.metric, production=production,
+    report = gate(scores, thresholds, acceptance.metric or kind.primary_metric, production=production,
                   university=candidate.get("university_metrics") or None)
     if not enforce:
         report = AcceptanceReport(passed=True, reasons=["gate not applied: rollback to a version that served in "
@@ -90,7 +95,7 @@ def _production_scores(candidate: dict, kind: Any, spec: Any, holdout: pd.DataFr
         return None, None
     if str(current.id) == candidate["version_id"]:
         return None, None
-    model = current.get_model_artifact("trained_model").load()
+    model = current.get_model_artifact(names.TRAINED_MODEL).load()
     return evaluate(kind, spec, model, holdout), str(current.name)
 
 
@@ -103,7 +108,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 @step(enable_cache=False)
 def start_prediction_service(candidate: dict, acceptance_result: dict, acceptance_holdout: pd.DataFrame,
-                             contract: dict, settings: dict, keys_dir: str) -> Annotated[dict, "deployment"]:
+                             contract: dict, settings: DeploymentSettings, keys_dir: str) -> Annotated[
+                                 dict, names.DEPLOYMENT]:
     """Start the candidate's service beside the running one and smoke-test it; on failure stop it again."""
     if not acceptance_result["passed"]:
         failures = acceptance_result["failures"]
@@ -113,7 +119,7 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
                               "Production is unchanged.")
     from components.prediction_server import PredictionServerConfig
 
-    chosen, spec = DeploymentSettings.from_dict(settings), contract_from_dict(contract)
+    spec = contract_from_dict(contract)
     deployer = active_deployer()
     bundle_dir = _install_bundle(deployer, candidate)
     context = get_step_context()
@@ -123,18 +129,17 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
         pipeline_step_name=context.step_run.name, deployment_run_id=str(context.pipeline_run.id),
         bundle_dir=str(bundle_dir), keys_dir=keys_dir, bundle_id=candidate["bundle_id"],
         producer=candidate.get("producer") or {}, log_dir=deployer.inference_log_dir(candidate["model_name"]),
-        workers=chosen.serving.workers, max_body_bytes=chosen.serving.max_body_bytes,
-        api_key_secret=chosen.serving.api_key_secret, host=chosen.serving.host, port=chosen.serving.port)
-    service = deployer.start_new_server(config, timeout=chosen.start_timeout)
+        serving=settings.serving)
+    service = deployer.start_new_server(config, timeout=settings.serving.start_timeout)
     try:
         if not service.is_running:
             raise DeploymentError(f"the prediction service for version {candidate['version']} did not start: "
                                   f"{_log_tail(service)}")
-        rows = acceptance_holdout.head(chosen.smoke_rows)
-        model = _version().get_model_artifact("trained_model").load()
+        rows = acceptance_holdout.head(settings.smoke_test.rows)
+        model = _version().get_model_artifact(names.TRAINED_MODEL).load()
         expected = [float(v) for v in model.predict(rows[spec.feature_columns])]
         checked = smoke_test(service.base_url, _records(rows), expected, candidate["version"], candidate["bundle_id"],
-                             chosen.smoke_tolerance, api_key=_api_key(chosen.serving.api_key_secret))
+                             settings.smoke_test.tolerance, api_key=_api_key(settings.serving.api_key_secret))
     except Exception:
         deployer.delete_model_server(service.uuid, force=True)
         logger.error("stopped the new service; the running production service was not touched")
@@ -148,16 +153,30 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
 
 
 def _install_bundle(deployer: Any, candidate: dict) -> Path:
-    """Copy the verified bundle out of the import run's artifacts into the deployer's folder (once)."""
+    """Unpack the version's verified bundle artifact into the deployer's folder (once, no temporary copy).
+
+    ZenML stores a folder artifact as ``data.tar.gz`` under the artifact's
+    URI; it is unpacked with the bundle's own safe extraction. The service
+    verifies the bundle again when it starts.
+    """
+    from zenml.io import fileio
+
     target = Path(deployer.local_path) / "bundles" / candidate["bundle_id"]
     if target.is_dir():
         return target
-    artifact = _version().get_model_artifact("trained_model")
-    run = Client().get_pipeline_run(artifact.producer_pipeline_run_id)
-    source = Path(run.steps["verify_model_bundle"].outputs["verified_model_bundle"][0].load())
+    artifact = _version().get_artifact(names.VERIFIED_MODEL_BUNDLE)
+    if artifact is None:
+        raise DeploymentError(f"model version {candidate['version']} has no '{names.VERIFIED_MODEL_BUNDLE}' "
+                              "artifact; import its bundle again with `python run.py import-model BUNDLE`")
     partial = target.with_name(f".{target.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    archive = partial.with_name(partial.name + ".tar.gz")
+    try:
+        fileio.copy(f"{artifact.uri.rstrip('/')}/data.tar.gz", str(archive), overwrite=True)
+        safe_extract(archive, partial)
+    finally:
+        archive.unlink(missing_ok=True)
     partial.replace(target)
     return target
 
@@ -184,7 +203,7 @@ def _log_tail(service: Any, lines: int = 15) -> str:
 
 
 @step(enable_cache=False)
-def promote_to_production(deployment: dict, candidate: dict) -> Annotated[dict, "deployment_record"]:
+def promote_to_production(deployment: dict, candidate: dict) -> Annotated[dict, names.DEPLOYMENT_RECORD]:
     """Put the version in ``production``, then retire the services of other versions of this model."""
     version = _version()
     try:

@@ -14,17 +14,18 @@ from collabops.training import plots
 from collabops.data.contract import contract_from_dict
 from collabops.training.evaluation import feature_importance, scores
 from collabops.training.tasks import get_task
+from orchestration import names
 
 
 @step
 def evaluate_models(
     model: Pipeline, baseline: Any, test: pd.DataFrame, contract: dict, task: str
 ) -> Tuple[
-    Annotated[dict, "test_metrics"],
-    Annotated[dict, "baseline_test_metrics"],
-    Annotated[Image, "forecast_week_plot"],
-    Annotated[Image, "error_by_hour_plot"],
-    Annotated[Image, "feature_importance_plot"],
+    Annotated[dict, names.TEST_METRICS],
+    Annotated[dict, names.BASELINE_TEST_METRICS],
+    Annotated[Image, names.FORECAST_WEEK_PLOT],
+    Annotated[Image, names.ERROR_BY_HOUR_PLOT],
+    Annotated[Image, names.FEATURE_IMPORTANCE_PLOT],
 ]:
     """Metrics overall, per segment and per hour band, plus the plots people look at."""
     spec, kind = contract_from_dict(contract), get_task(task)

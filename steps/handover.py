@@ -3,61 +3,62 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import MarkdownString
 
-from collabops.exchange import bundle as bundles
 from collabops.data.contract import contract_from_dict
+from collabops.data.profile import profile
+from collabops.exchange import bundle as bundles
 from collabops.exchange.model_bundle import write_model_bundle
 from collabops.exchange.model_card import render
-from collabops.data.profile import profile
 from collabops.exchange.signing import load_signer
+from collabops.training.tasks import get_task
+from orchestration import names
+from orchestration.runs import RunResult
 
 REFERENCE_SAMPLE_ROWS = 5000
+"""Rows of the training data that travel as the reference sample for drift monitoring."""
 
 
 @step(enable_cache=False)
 def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner: str, owners: dict,
-                            private_key: Optional[str], code_revision: Optional[str]) -> Tuple[
-    Annotated[Path, "model_bundle"], Annotated[dict, "bundle_manifest"], Annotated[MarkdownString, "model_card"]
+                            description: str, private_key: Optional[str], code_revision: Optional[str]) -> Tuple[
+    Annotated[Path, names.MODEL_BUNDLE], Annotated[dict, names.BUNDLE_MANIFEST], Annotated[MarkdownString,
+                                                                                           names.MODEL_CARD]
 ]:
-    """Take the model version's artifacts from its training run and write the signed bundle."""
+    """Take the model version's artifacts from its training run (by artifact name) and write the signed bundle."""
     client = Client()
     chosen = client.get_model_version(model_name, int(version) if version.isdigit() else version)
-    run = client.get_pipeline_run(next(iter(chosen.pipeline_run_ids.values())))
-    model = chosen.get_model_artifact("trained_model").load()
-    contract = contract_from_dict(run.steps["load_data_contract"].outputs["data_contract"][0].load())
-    evaluation = run.steps["evaluate_models"].outputs
-    metrics = {"test": evaluation["test_metrics"][0].load(), "baseline_test": evaluation["baseline_test_metrics"][0].load()}
-    train = run.steps["split_data"].outputs["train_data"][0].load()
-    periods = (run.steps["split_data"].run_metadata or {}).get("periods", {})
+    metadata = dict(chosen.run_metadata or {})
+    training = RunResult.of(next(iter(chosen.pipeline_run_ids.values())))
+    model = chosen.get_model_artifact(names.TRAINED_MODEL).load()
+    contract = contract_from_dict(training.output(names.DATA_CONTRACT))
+    metrics = {"test": training.output(names.TEST_METRICS), "baseline_test": training.output(names.BASELINE_TEST_METRICS)}
+    train = training.output(names.TRAIN_DATA)
+    periods = training.metadata(names.TRAIN_DATA).get("periods", {})
     reference = train.drop(columns=contract.personal_columns)
     sample = reference.sample(n=min(REFERENCE_SAMPLE_ROWS, len(reference)), random_state=0)
-    best = (chosen.run_metadata or {}).get("best_params")
+    trained_on = training.metadata(names.RAW_DATA).get("bundle_id")
     context = get_step_context()
     producer = bundles.Producer(partner=partner, stack=client.active_stack_model.name,
                                 zenml_run_id=str(context.pipeline_run.id), code_revision=code_revision)
-    card = render(model_name, str(chosen.name), contract.name, str((chosen.run_metadata or {}).get("task", "")),
-                  metrics["test"], metrics["baseline_test"], periods, producer.__dict__,
-                  {f"owner ({p})": o for p, o in owners.items()}, best)
+    task = str(metadata.get("task", "regression"))
+    card = render(model_name, str(chosen.name), description, contract, task, metrics["test"], metrics["baseline_test"],
+                  periods, producer.__dict__, {f"owner ({p})": o for p, o in owners.items()},
+                  metadata.get("best_params"), primary_metric=get_task(task).primary_metric)
     path, manifest = write_model_bundle(
         model, contract, metrics, profile(train, contract), sample, card, producer,
         load_signer(partner, Path(private_key) if private_key else None), Path(out_dir),
         extra={"model": {"name": model_name, "version": str(chosen.name), "stage": str(chosen.stage),
-                         "training_run_id": str(run.id),
-                         "training_data_bundle_id": _training_data_bundle(run),
-                         "mlflow_run_id": (chosen.run_metadata or {}).get("mlflow_run_id")}},
+                         "training_run_id": training.id,
+                         "training_data_bundle_id": str(trained_on) if trained_on else None,
+                         "mlflow_run_id": metadata.get("mlflow_run_id")}},
     )
-    log_metadata(metadata={"bundle_id": manifest["bundle_id"], "bundle_path": str(path),
-                           "model_version": str(chosen.name)})
+    summary = {"bundle_id": manifest["bundle_id"], "bundle_path": str(path), "model_version": str(chosen.name)}
+    log_metadata(metadata=summary)
+    log_metadata(metadata=summary, artifact_name=names.MODEL_BUNDLE, infer_artifact=True)
     return path, manifest, MarkdownString(card)
-
-
-def _training_data_bundle(run: Any) -> Optional[str]:
-    """The data bundle the model was trained on, so the industry can find the holdout kept back from it."""
-    loaded = run.steps.get("load_data_bundle")
-    return str((loaded.run_metadata or {}).get("bundle_id")) if loaded is not None else None

@@ -16,6 +16,7 @@ from collabops.data.contract import contract_from_dict
 from collabops.training.evaluation import evaluate
 from collabops.training.promotion import decide
 from collabops.training.tasks import get_task
+from orchestration import names
 
 logger = logging.getLogger(__name__)
 STAGE = ModelStages.STAGING
@@ -33,7 +34,7 @@ def promote_model(
     mlflow_run_id: Optional[str],
     data_source: str,
     code_revision: Optional[str],
-) -> Annotated[dict, "promotion_decision"]:
+) -> Annotated[dict, names.PROMOTION_DECISION]:
     """Champion/challenger against the baseline and the current staging version.
 
     Never cached: the champion may have changed since the last run. The
@@ -76,7 +77,7 @@ def _champion_score(model_name: str, own_id: Any, kind: Any, spec: Any, test: pd
     if champion.id == own_id:
         return None, None, ""
     try:
-        champion_model = champion.get_model_artifact("trained_model").load()
+        champion_model = champion.get_model_artifact(names.TRAINED_MODEL).load()
         score = evaluate(kind, spec, champion_model, test)["overall"][kind.primary_metric]
         return float(score), str(champion.name), ""
     except Exception as exc:  # the old model may not read this contract's columns

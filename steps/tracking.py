@@ -13,6 +13,7 @@ from zenml import log_metadata, step
 from collabops.data.contract import contract_from_dict
 from collabops.training.evaluation import flatten
 from collabops.training.tracking import log_training_run
+from orchestration import names
 
 
 @step
@@ -28,7 +29,7 @@ def log_experiment(
     error_by_hour_plot: Image,
     feature_importance_plot: Image,
     data_source: str,
-) -> Annotated[str, "mlflow_run_id"]:
+) -> Annotated[str, names.MLFLOW_RUN_ID]:
     """Log params, metrics (model and baseline), plots and the model with its signature.
 
     The pipeline attaches the stack's experiment tracker to this step, which

@@ -13,10 +13,11 @@ from zenml.enums import ArtifactType
 from collabops.data.contract import contract_from_dict
 from collabops.training.search import SearchSettings, search
 from collabops.training.tasks import get_task
+from orchestration import names
 
 
 @step
-def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str) -> Annotated[Any, "baseline_model"]:
+def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str) -> Annotated[Any, names.BASELINE_MODEL]:
     """Fit the naive seasonal baseline on the same data the model gets."""
     spec = contract_from_dict(contract)
     both = pd.concat([train, validation], ignore_index=True)
@@ -27,9 +28,9 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict
 def train_model(
     train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str, search_settings: dict
 ) -> Tuple[
-    Annotated[Pipeline, ArtifactConfig(name="trained_model", artifact_type=ArtifactType.MODEL)],
-    Annotated[pd.DataFrame, "search_trials"],
-    Annotated[dict, "best_params"],
+    Annotated[Pipeline, ArtifactConfig(name=names.TRAINED_MODEL, artifact_type=ArtifactType.MODEL)],
+    Annotated[pd.DataFrame, names.SEARCH_TRIALS],
+    Annotated[dict, names.BEST_PARAMS],
 ]:
     """Search the configured grid on the validation period; refit the best on train + validation."""
     result = search(get_task(task), contract_from_dict(contract), train, validation,

@@ -84,8 +84,12 @@ def _payload_files(root: Path) -> list[str]:
 
 
 def seal(root: Path, kind: str, producer: Producer, contract_digest: str, signer: Signer,
-         extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Write ``manifest.json`` for every file under ``root`` and sign it. Returns the manifest."""
+         extra: Optional[dict[str, Any]] = None, bundle_id: Optional[str] = None) -> dict[str, Any]:
+    """Write ``manifest.json`` for every file under ``root`` and sign it. Returns the manifest.
+
+    ``bundle_id`` is a new UUID unless the caller chose one before (an export
+    tags the holdout it keeps back with the id of the bundle it writes).
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     files = []
@@ -97,7 +101,7 @@ def seal(root: Path, kind: str, producer: Producer, contract_digest: str, signer
     manifest = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
-        "bundle_id": str(uuid.uuid4()),
+        "bundle_id": bundle_id or str(uuid.uuid4()),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "producer": {k: v for k, v in producer.__dict__.items() if v is not None},
         "contract_digest": contract_digest,

@@ -1,21 +1,35 @@
-"""The model card that travels with a model bundle (Markdown)."""
+"""The model card that travels with a model bundle (Markdown).
+
+Its wording comes from the project and the contract (the project's
+description, the contract's target, features and segment column), so the
+same code writes the card of any model project.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from collabops.data.contract import DataContract
 
-def render(model_name: str, version: str, contract_name: str, task: str, metrics: dict[str, Any],
-           baseline_metrics: dict[str, Any], periods: dict[str, Any], producer: dict[str, Any],
-           owners: dict[str, str], best_params: Optional[dict[str, Any]] = None) -> str:
-    """Intended use, data period, metrics overall and per segment, limitations, owners."""
+
+def render(model_name: str, version: str, description: str, contract: DataContract, task: str,
+           metrics: dict[str, Any], baseline_metrics: dict[str, Any], periods: dict[str, Any],
+           producer: dict[str, Any], owners: dict[str, str], best_params: Optional[dict[str, Any]] = None,
+           primary_metric: str = "") -> str:
+    """Intended use, data period, metrics overall and per segment, limitations, owners.
+
+    ``metrics`` and ``baseline_metrics`` have the shape the evaluation writes:
+    ``{"overall": {metric: value}, "by_segment": {segment: value}, "by_hour_band": {...}}``.
+    """
     overall, base = metrics.get("overall", {}), baseline_metrics.get("overall", {})
+    features = ", ".join(f"`{name}`" for name in contract.feature_columns)
     lines = [
         f"# Model card: {model_name} version {version}",
         "",
         "## Intended use",
-        f"Forecast `{contract_name}` ({task}) for the industry partner's own car parks, one hour at a time, "
-        "from calendar, weather, event and price inputs. Personal columns are never inputs.",
+        (description + " " if description else "")
+        + f"Predicts `{contract.target}` ({task}) of the contract `{contract.name}` from {features}. "
+        "Personal columns are never inputs.",
         "",
         "## Data",
     ]
@@ -23,22 +37,25 @@ def render(model_name: str, version: str, contract_name: str, task: str, metrics
         part = periods.get(name)
         if part:
             lines.append(f"- {name}: {part['start']} to {part['end']} ({part['rows']:,} rows)")
-    lines += ["", "## Metrics on the test period", "", "| metric | model | seasonal baseline |", "|---|---|---|"]
-    for key in ("mae", "rmse", "r2"):
-        if key in overall:
-            lines.append(f"| {key.upper()} | {overall[key]:.4f} | {base.get(key, float('nan')):.4f} |")
-    for group, title in (("by_segment", "car-park kind"), ("by_hour_band", "hour band")):
+    lines += ["", "## Metrics on the test period", "", "| metric | model | baseline |", "|---|---|---|"]
+    for key, value in overall.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lines.append(f"| {key.upper()} | {value:.4f} | {base.get(key, float('nan')):.4f} |")
+    segment = contract.segment_column or "segment"
+    label = primary_metric.upper() or "error"
+    for group, title in (("by_segment", f"`{segment}`"), ("by_hour_band", "hour band")):
         if metrics.get(group):
-            lines += ["", f"MAE per {title}:", "", f"| {title} | model | baseline |", "|---|---|---|"]
+            lines += ["", f"{label} per {title}:", "", f"| {title} | model | baseline |", "|---|---|---|"]
             for key, value in sorted(metrics[group].items()):
                 lines.append(f"| {key} | {value:.4f} | {baseline_metrics.get(group, {}).get(key, float('nan')):.4f} |")
     if best_params:
-        lines += ["", "## Training", "", "Hyperparameters: " + ", ".join(f"`{k}={v}`" for k, v in sorted(best_params.items()))]
+        lines += ["", "## Training", "",
+                  "Hyperparameters: " + ", ".join(f"`{k}={v}`" for k, v in sorted(best_params.items()))]
     lines += [
         "",
         "## Limitations",
-        "- Trained on the period above; seasons, tariffs or car-park kinds not seen there are extrapolated.",
-        "- Errors are largest where the test period differs from training (see the per-kind table).",
+        "- Trained on the period above; values and categories not seen there are extrapolated.",
+        f"- Errors are largest where the test period differs from training (see the per-`{segment}` table).",
         "- Monitor drift against the reference profile in this bundle and retrain when it fires.",
         "",
         "## Provenance and owners",

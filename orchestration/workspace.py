@@ -1,4 +1,4 @@
-"""The ZenML side of the entry point: repository, partner stacks, active stack.
+"""The workspace: the ZenML repository, the partner stacks and the active stack.
 
 Everything here touches the ZenML store, so it is imported only when a
 command needs it (``run.py --help`` stays fast). Stacks are registered
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
 from collabops.errors import ConfigError
+from collabops.settings import ProjectSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS_DIR = ROOT / "stacks"
-COLLABORATION_CONFIG = ROOT / "configs" / "collaboration.yaml"
 # collabops' own flavors, registered before the stacks that use them.
 FLAVORS = (("components.model_deployer.CollabopsModelDeployerFlavor", "model_deployer"),)
 
@@ -34,52 +33,6 @@ def prepare_environment() -> None:
     os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-
-
-@dataclass(frozen=True)
-class Collaboration:
-    """``configs/collaboration.yaml``: the partners and the model they share."""
-
-    model_name: str
-    default_partner: str
-    partner_stacks: dict[str, str]
-    owners: dict[str, str] = field(default_factory=dict)
-    exchange: dict[str, Any] = field(default_factory=dict)
-    deployment: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def keys_dir(self) -> Path:
-        return ROOT / str(self.exchange.get("keys_dir", "keys"))
-
-    @classmethod
-    def load(cls, path: Path = COLLABORATION_CONFIG) -> "Collaboration":
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: collaboration config not found") from None
-        try:
-            partners = {name: str(spec["stack"]) for name, spec in raw["partners"].items()}
-            collaboration = cls(model_name=str(raw["model_name"]), default_partner=str(raw["default_partner"]),
-                                partner_stacks=partners,
-                                owners={name: str(spec.get("owner", name)) for name, spec in raw["partners"].items()},
-                                exchange=dict(raw.get("exchange") or {}),
-                                deployment=dict(raw.get("deployment") or {}))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"{path}: missing or malformed field {exc}") from None
-        if collaboration.default_partner not in partners:
-            raise ConfigError(f"{path}: default_partner '{collaboration.default_partner}' is not a partner")
-        return collaboration
-
-    def stack_of(self, partner: str) -> str:
-        try:
-            return self.partner_stacks[partner]
-        except KeyError:
-            known = ", ".join(sorted(self.partner_stacks))
-            raise ConfigError(f"unknown partner '{partner}' (known partners: {known}; "
-                              f"see {COLLABORATION_CONFIG.relative_to(ROOT)})") from None
-
-    def partner_of(self, stack: str) -> Optional[str]:
-        return next((p for p, s in self.partner_stacks.items() if s == stack), None)
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
@@ -187,7 +140,7 @@ def registered_stack_names() -> list[str]:
     return sorted(s.name for s in Client().list_stacks(size=1000).items)
 
 
-def select_stack(collaboration: Collaboration, partner: Optional[str], stack: Optional[str]) -> tuple[str, Optional[str]]:
+def select_stack(project: ProjectSettings, partner: Optional[str], stack: Optional[str]) -> tuple[str, Optional[str]]:
     """Resolve ``--partner``/``--stack`` to a registered stack and use it for this process.
 
     Without either flag, the active stack is used (``zenml stack set`` is
@@ -197,7 +150,7 @@ def select_stack(collaboration: Collaboration, partner: Optional[str], stack: Op
     from zenml.client import Client
 
     if partner is not None:
-        partner_stack = collaboration.stack_of(partner)
+        partner_stack = project.stack_of(partner)
         stack = stack or partner_stack
     if stack is not None:
         known = registered_stack_names()
@@ -206,7 +159,7 @@ def select_stack(collaboration: Collaboration, partner: Optional[str], stack: Op
                               "add one under stacks/ and run `python run.py stacks`)")
         os.environ["ZENML_ACTIVE_STACK_ID"] = str(Client().get_stack(stack, allow_name_prefix_match=False).id)
     active = Client().active_stack_model.name
-    return active, partner or collaboration.partner_of(active)
+    return active, partner or project.partner_of(active)
 
 
 def activate(stack: str) -> None:
@@ -235,3 +188,60 @@ def code_revision() -> Optional[str]:
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def setup(project: ProjectSettings) -> list[str]:
+    """Initialise the repository and register the stacks; on a fresh clone, activate the default partner's stack.
+
+    Returns one line per stack (and one if the repository was created now),
+    for the caller to print.
+    """
+    created = ensure_repository()
+    lines = [f"stack {name}: {status}" for name, status in register_stacks()]
+    if created:
+        default_stack = project.stack_of(project.default_partner)
+        activate(default_stack)
+        lines.append(f"initialised the ZenML repository in {ROOT}; active stack: {default_stack}")
+    return lines
+
+
+def use_stack(project: ProjectSettings, partner: Optional[str], stack: Optional[str],
+              natural_partner: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """Set the repository up, then choose the stack this command runs on; returns (stack, partner).
+
+    ``natural_partner`` is the partner a command belongs to (``industry`` for
+    export-data): used when neither ``--partner`` nor ``--stack`` is given.
+    With it, a stack that belongs to no partner is refused.
+    """
+    for line in setup(project):
+        if not line.endswith(": up to date"):
+            print(line)
+    chosen_partner = partner or (None if stack else natural_partner)
+    chosen_stack, chosen_partner = select_stack(project, chosen_partner, stack)
+    if natural_partner is not None and chosen_partner is None:
+        raise ConfigError(f"stack '{chosen_stack}' belongs to no partner; say which with --partner")
+    return chosen_stack, chosen_partner
+
+
+def artifact_store_path() -> str:
+    from zenml.client import Client
+
+    return str(Client().active_stack.artifact_store.path)
+
+
+def tracking_uri() -> Optional[str]:
+    """The active stack's MLflow tracking URI, if it has an experiment tracker."""
+    from zenml.client import Client
+
+    tracker = Client().active_stack.experiment_tracker
+    return tracker.get_tracking_uri() if tracker is not None else None
+
+
+def dashboard_hint(run_id: Optional[str] = None) -> str:
+    """Where to look at a run: the server's URL, or how to start the local dashboard."""
+    from zenml.client import Client
+
+    store = Client().zen_store
+    if store.type.value == "rest":
+        return f"{store.url}/runs/{run_id}" if run_id else str(store.url)
+    return "zenml login --local   (then open http://127.0.0.1:8237; zenml logout --local stops it)"

@@ -1,0 +1,169 @@
+"""The university's commands: train (on a file, a data bundle or the example data), generate-data, stacks."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+from typing import Any, Optional
+
+from cli.common import project_of, project_option, stack_options
+from collabops.errors import ConfigError
+from collabops.settings import ProjectSettings, load_training_config
+
+
+def add_commands(commands: Any) -> None:
+    train = commands.add_parser("train", help="run the training pipeline",
+                                description="Validate, split, train, evaluate, track in MLflow, "
+                                            "create a model version and promote it if it wins.")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="CSV or Parquet file (default: the example generator's data)")
+    source.add_argument("--data-bundle", type=Path, help="a data bundle from the industry partner (verified first)")
+    train.add_argument("--config", type=Path, default=None,
+                       help="ZenML run configuration of the training pipeline (default: the project's)")
+    train.add_argument("--no-cache", action="store_true", help="run every step, even if cached")
+    stack_options(train)
+
+    stacks = commands.add_parser("stacks", help="register or update every stack in stacks/",
+                                 description="Initialise the ZenML repository and register every "
+                                             "stack in stacks/ (idempotent, never prompts).")
+    project_option(stacks)
+    stacks.add_argument("--partner", help="then make this partner's stack the active stack")
+    stacks.add_argument("--stack", help="then make this stack the active stack")
+
+    generate = commands.add_parser("generate-data", help="write the example dataset to a file",
+                                   description="Write realistic hourly car-park occupancy (seeded, deterministic).")
+    generate.add_argument("--out", type=Path, required=True, help="output file, .csv or .parquet")
+    generate.add_argument("--months", type=int, default=12, help="months of hourly data (default 12)")
+    generate.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    generate.add_argument("--start", help="first day, YYYY-MM-DD (default 2024-01-01, 2025-01-01 with --drift)")
+    generate.add_argument("--car-parks", type=int, default=20, help="number of car parks (default 20)")
+    generate.add_argument("--drift", action="store_true",
+                          help="a later period whose distribution changes (price rise, demand drop)")
+    generate.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def generate_data(args: argparse.Namespace) -> int:
+    from collabops.data.dataset import write_table
+    from collabops.data.generator import GeneratorSettings, generate
+
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"{args.out}: already exists (use --force to overwrite)")
+    if args.months < 1 or args.car_parks < 1:
+        raise ConfigError("--months and --car-parks must be at least 1")
+    if args.start:
+        try:
+            dt.date.fromisoformat(args.start)
+        except ValueError:
+            raise ConfigError(f"--start '{args.start}' is not a date (use YYYY-MM-DD)") from None
+    settings = GeneratorSettings(months=args.months, seed=args.seed, start=args.start,
+                                 car_parks=args.car_parks, drift=args.drift)
+    print(f"generating {settings.months} month(s) of hourly data for {settings.car_parks} car parks "
+          f"from {settings.start_date.date()} (seed {settings.seed}{', drift' if settings.drift else ''}) ...")
+    frame = generate(settings)
+    write_table(frame, args.out)
+    print(f"wrote {len(frame):,} rows to {args.out}")
+    return 0
+
+
+def stacks(args: argparse.Namespace) -> int:
+    from orchestration import workspace
+
+    project = project_of(args)
+    for line in workspace.setup(project):
+        print(line)
+    if args.partner or args.stack:
+        chosen, _ = workspace.select_stack(project, args.partner, args.stack)
+        workspace.activate(chosen)
+        print(f"active stack: {chosen}")
+    return 0
+
+
+def preflight(project: ProjectSettings, data: Path, split: Optional[dict[str, Any]] = None) -> None:
+    """Check a data file as the pipeline will, before a run (and a model version) exists.
+
+    Bad input is refused in about a second with the same message the
+    pipeline would give, and nothing is recorded.
+    """
+    from collabops.data.contract import load_contract
+    from collabops.data.dataset import read_table
+    from collabops.data.split import SplitSettings, time_split
+
+    contract = load_contract(project.contract_path)
+    frame = contract.validate(read_table(data), source=str(data))
+    contract.check_trainable(frame, source=str(data))
+    if split is not None:
+        time_split(frame, contract.time_column, SplitSettings.from_dict(split), source=str(data))
+
+
+def train(args: argparse.Namespace) -> int:
+    from orchestration import workspace
+
+    project = project_of(args)
+    config = load_training_config(args.config or project.training_path)
+    parameters = config["parameters"]
+    if args.data is not None:
+        preflight(project, args.data, parameters.get("split"))
+        parameters["data_path"] = str(args.data.resolve())
+    if args.data_bundle is not None and not args.data_bundle.exists():
+        raise ConfigError(f"{args.data_bundle}: bundle not found")
+    stack, partner = workspace.use_stack(project, args.partner, args.stack)
+    parameters.update(contract_path=str(project.contract_path), task=project.task, model_name=project.model_name,
+                      model_description=project.description,
+                      experiment_tracker=workspace.experiment_tracker_name(),
+                      code_revision=workspace.code_revision())
+    if args.no_cache:
+        config["enable_cache"] = False
+    if args.data_bundle is None:
+        print(f"training {project.model_name} as partner '{partner or 'unknown'}' on stack '{stack}' with data from "
+              f"{parameters.get('data_path') or 'the example generator'}")
+        return _train_and_report(project, config, stack, partner)
+
+    from collabops.data.contract import load_contract
+    from collabops.exchange.bundle import open_bundle
+    from collabops.exchange.signing import trusted_keys
+
+    keys = trusted_keys(project.keys_dir, exclude=[partner] if partner else [])
+    with open_bundle(args.data_bundle, keys, kind="data", contract=load_contract(project.contract_path)) as bundle:
+        print(f"verified data bundle {bundle.bundle_id} signed by '{bundle.signer}'")
+        parameters.update(data_bundle=str(bundle.root), data_bundle_manifest=bundle.manifest,
+                          data_bundle_signer=bundle.signer)
+        print(f"training {project.model_name} as partner '{partner or 'unknown'}' on stack '{stack}' with data from "
+              f"{args.data_bundle}")
+        return _train_and_report(project, config, stack, partner)
+
+
+def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: str, partner: Optional[str]) -> int:
+    from orchestration import models, names, workspace
+    from orchestration.runs import run_pipeline
+
+    run = run_pipeline(names.TRAINING, config, partner)
+    metrics, baseline = run.output(names.TEST_METRICS), run.output(names.BASELINE_TEST_METRICS)
+    decision = run.output(names.PROMOTION_DECISION) if run.has(names.PROMOTION_DECISION) else {}
+    overall, base = metrics["overall"], baseline["overall"]
+    metric = decision.get("metric") or next(iter(overall))
+    lines = ["", f"Training run '{run.name}' finished: {run.status} (stack '{stack}', partner '{partner or '-'}')",
+             "  test period:   " + "  ".join(f"{k.upper() if k != 'r2' else 'R²'} {v:.4f}" for k, v in overall.items()
+                                             if isinstance(v, float))
+             + f"   (baseline {metric.upper()} {base[metric]:.4f})"]
+    if run.model_version is not None:
+        version = models.resolve(project.model_name, str(run.model_version.name), stack)
+        lines.append(f"  model version: {version.model_name} version {version.number} (stage: {version.stage or 'none'})")
+    if decision:
+        lines.append(f"  decision:      {decision['reason']}")
+    lines.append(f"  artifacts:     {workspace.artifact_store_path()}")
+    tracking = workspace.tracking_uri()
+    if tracking:
+        lines.append(f"  MLflow UI:     mlflow ui --backend-store-uri {tracking}")
+    lines.append(f"  versions:      zenml model version list --model {project.model_name}")
+    lines.append(f"  dashboard:     {workspace.dashboard_hint(run.id)}")
+    print("\n".join(lines))
+    return 0
+
+
+def main_job(args: argparse.Namespace) -> int:
+    """The default: the default partner trains on the example data, on its own stack."""
+    project = project_of(args)
+    train_args = argparse.Namespace(project=getattr(args, "project", None), data=None, data_bundle=None, config=None,
+                                    no_cache=False, partner=project.default_partner, stack=None)
+    return train(train_args)

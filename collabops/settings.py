@@ -1,0 +1,258 @@
+"""Typed settings of a model project, parsed once from its project file.
+
+A project file (``configs/parking.yaml`` is the example) names the model,
+its task, its data contract and its training configuration, the partners and
+their stacks, how data and models cross between them, and how the industry
+partner deploys and serves. Every command reads it through
+:func:`load_project`; every default is written once, here; an unknown key is
+refused naming the key and the file, so a typo never falls back to a default
+in silence.
+
+Values are checked strictly (pydantic's strict mode): ``port: "8000"`` is
+refused, not turned into 8000. An integer is accepted where a float is
+expected, which loses nothing (pydantic's documented strict-mode rule).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collabops.errors import ConfigError
+
+DEFAULT_PROJECT = Path(__file__).resolve().parents[1] / "configs" / "parking.yaml"
+"""The project a command uses when no ``--project`` is given."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PartnerSettings(_Settings):
+    """One partner of the collaboration: the ZenML stack it runs on and who it is."""
+
+    stack: str
+    owner: str = ""
+
+
+class ExchangeSettings(_Settings):
+    """How bundles cross the boundary. Paths may start with ``~``; relative ones are relative to the project root."""
+
+    keys_dir: str = "keys"
+    """Folder of the partners' public keys (committed); private keys are never in the repository."""
+    pseudonymisation_key_env: str = "COLLABOPS_PSEUDONYMISATION_KEY"
+    pseudonymisation_key_file: str = "~/.config/collabops/pseudonymisation.key"
+    holdout_fraction: float = Field(0.1, gt=0, lt=1)
+    """Latest share of the time range the industry keeps back for its acceptance gate."""
+
+
+class AcceptanceSettings(_Settings):
+    """The industry's acceptance gate on its own holdout, in the task's metric (see ``collabops.training.tasks``)."""
+
+    metric: Optional[str] = None
+    """The metric the gate judges by; None: the task's primary metric."""
+    max_error: float = Field(0.08, ge=0)
+    """Absolute ceiling on the holdout, in the metric's units."""
+    max_regression: float = Field(0.05, ge=0)
+    """At most this share worse than the current production model, overall."""
+    max_segment_regression: float = Field(0.15, ge=0)
+    """And at most this share worse on any segment of the contract's segment column."""
+
+
+class ServingSettings(_Settings):
+    """How the prediction service runs. One object for the server and each of its worker processes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    """Preferred port; while an older service still holds it, the new one takes the next free port."""
+    workers: int = Field(2, ge=1)
+    """Server processes, one OpenMP thread each (about one per core)."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Larger request bodies get HTTP 413."""
+    max_records: int = Field(10_000, ge=1)
+    """More records in one request get HTTP 413."""
+    api_key_secret: Optional[str] = None
+    """Name of a ZenML secret with an ``api_key`` value; None: no key required."""
+    start_timeout: int = Field(120, ge=1)
+    """Seconds a new service may take to answer its health check."""
+    log_flush_seconds: float = Field(2.0, gt=0)
+    """How often the inference log writes what it buffered."""
+
+
+class SmokeTestSettings(_Settings):
+    """What a new service must answer before it may replace the running one."""
+
+    rows: int = Field(20, ge=1)
+    """Holdout rows sent to the new service."""
+    tolerance: float = Field(1e-6, ge=0)
+    """Largest allowed difference from the model's own predictions."""
+
+
+class DeploymentSettings(_Settings):
+    """The industry side: what a model must pass before it serves, and how it is served."""
+
+    require_approval: bool = False
+    """True: deploy refuses a version until ``python run.py approve N --by NAME``."""
+    acceptance: AcceptanceSettings = AcceptanceSettings()
+    serving: ServingSettings = ServingSettings()
+    smoke_test: SmokeTestSettings = SmokeTestSettings()
+
+
+class ProjectSettings(_Settings):
+    """A model project: what is learned, from which contract, between which partners.
+
+    ``contract`` and ``training`` are paths relative to the project file's
+    folder (or absolute); :attr:`contract_path` and :attr:`training_path`
+    resolve them.
+    """
+
+    name: str
+    description: str = ""
+    model_name: str
+    """The ZenML model the versions belong to; written here only."""
+    task: str = "regression"
+    contract: str
+    training: str
+    default_partner: str
+    partners: dict[str, PartnerSettings]
+    exchange: ExchangeSettings = ExchangeSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
+    source: str = Field("", exclude=True)
+    """The project file this was read from (set by :func:`load_project`)."""
+
+    @model_validator(mode="after")
+    def _default_partner_is_a_partner(self) -> "ProjectSettings":
+        if self.default_partner not in self.partners:
+            raise ValueError(f"default_partner '{self.default_partner}' is not one of the partners "
+                             f"({', '.join(sorted(self.partners))})")
+        return self
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.source).parent if self.source else DEFAULT_PROJECT.parent
+
+    @property
+    def root(self) -> Path:
+        """The project root: relative exchange paths are relative to it."""
+        return _repository_root(self.folder)
+
+    @property
+    def contract_path(self) -> Path:
+        return _resolve(self.folder, self.contract)
+
+    @property
+    def training_path(self) -> Path:
+        return _resolve(self.folder, self.training)
+
+    @property
+    def keys_dir(self) -> Path:
+        return _resolve(self.root, self.exchange.keys_dir)
+
+    def stack_of(self, partner: str) -> str:
+        """The stack of ``partner``; refuses an unknown partner naming the known ones."""
+        try:
+            return self.partners[partner].stack
+        except KeyError:
+            raise ConfigError(f"unknown partner '{partner}' (partners in {self.source}: "
+                              f"{', '.join(sorted(self.partners))})") from None
+
+    def partner_of(self, stack: str) -> Optional[str]:
+        return next((name for name, p in self.partners.items() if p.stack == stack), None)
+
+    @property
+    def owners(self) -> dict[str, str]:
+        return {name: p.owner or name for name, p in self.partners.items()}
+
+
+def _resolve(base: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+
+def _repository_root(start: Path) -> Path:
+    """The nearest folder at or above ``start`` that holds ``run.py``; else ``start``'s parent."""
+    for folder in [start, *start.parents]:
+        if (folder / "run.py").is_file():
+            return folder
+    return start.parent
+
+
+def load_project(path: Optional[Path | str] = None) -> ProjectSettings:
+    """Read and check a project file; ``ConfigError`` names the file and every wrong or unknown key."""
+    path = Path(path) if path is not None else DEFAULT_PROJECT
+    raw = read_yaml_mapping(path, "project file")
+    try:
+        return ProjectSettings.model_validate({**raw, "source": str(path.resolve())})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(path))) from None
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; errors name the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of settings")
+    return raw
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """pydantic's errors as one message: the file, then each key path and what is wrong with it."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown setting")
+        elif error["type"] == "missing":
+            problems.append(f"{where}: required setting is missing")
+        else:
+            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return f"{source}: " + ("; ".join(problems) if len(problems) <= 1 else
+                            f"{len(problems)} problems: " + "; ".join(problems))
+
+
+TRAINING_PARAMETERS = ("generator", "split", "search")
+_PROJECT_KEYS = {"model_name": "model_name", "task": "task", "contract_path": "contract"}
+
+
+def load_training_config(path: Path) -> dict[str, Any]:
+    """The training pipeline's ZenML run configuration, its ``parameters`` checked once.
+
+    ``parameters`` may hold ``generator``, ``split`` and ``search`` (each
+    parsed here by its own settings class, so a mistake is refused before a
+    run exists); the model name, task and contract belong to the project
+    file and are refused here, naming the project key to use instead.
+    Raises ``ConfigError`` naming the file and key.
+    """
+    from collabops.data.generator import GeneratorSettings
+    from collabops.data.split import SplitSettings
+    from collabops.training.search import SearchSettings
+
+    config = read_yaml_mapping(path, "training config")
+    parameters = config.get("parameters")
+    if not isinstance(parameters, dict):
+        raise ConfigError(f"{path}: needs a 'parameters' mapping (see configs/training.yaml)")
+    for key in parameters:
+        if key in _PROJECT_KEYS:
+            raise ConfigError(f"{path}: parameters.{key} belongs in the project file, as '{_PROJECT_KEYS[key]}' "
+                              "(see configs/parking.yaml)")
+        if key not in TRAINING_PARAMETERS:
+            raise ConfigError(f"{path}: parameters.{key}: unknown setting (known: {', '.join(TRAINING_PARAMETERS)})")
+    try:
+        SplitSettings.from_dict(parameters.get("split"))
+        SearchSettings.from_dict(parameters.get("search"))
+        GeneratorSettings(**(parameters.get("generator") or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: parameters.generator: {exc}") from None
+    return config
