@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from cli.common import project_of, stack_options
 from collabops.errors import CollabopsError, ConfigError
@@ -40,7 +40,7 @@ def add_commands(commands: Any) -> None:
     stack_options(status)
 
 
-def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: Optional[str] = None) -> int:
+def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: str | None = None) -> int:
     from collabops.production.deployment import check_deployable
     from orchestration import models, services, workspace
 
@@ -59,7 +59,7 @@ def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: Optional[
     return _run_deploy(project, chosen, holdout_id, partner, enforce_gate)
 
 
-def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, partner: Optional[str],
+def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, partner: str | None,
                 enforce_gate: bool) -> int:
     from orchestration import names
     from orchestration.runs import failed_run_output, run_pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from cli.common import project_of, project_option, stack_options
 from collabops.errors import ConfigError
@@ -79,7 +79,7 @@ def stacks(args: argparse.Namespace) -> int:
     return 0
 
 
-def preflight(project: ProjectSettings, data: Path, split: Optional[dict[str, Any]] = None) -> None:
+def preflight(project: ProjectSettings, data: Path, split: dict[str, Any] | None = None) -> None:
     """Check a data file as the pipeline will, before a run (and a model version) exists.
 
     Bad input is refused in about a second with the same message the
@@ -133,7 +133,7 @@ def train(args: argparse.Namespace) -> int:
         return _train_and_report(project, config, stack, partner)
 
 
-def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: str, partner: Optional[str]) -> int:
+def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: str, partner: str | None) -> int:
     from orchestration import models, names, workspace
     from orchestration.runs import run_pipeline
 
@@ -148,7 +148,8 @@ def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: s
              + f"   (baseline {metric.upper()} {base[metric]:.4f})"]
     if run.model_version is not None:
         version = models.resolve(project.model_name, str(run.model_version.name), stack)
-        lines.append(f"  model version: {version.model_name} version {version.number} (stage: {version.stage or 'none'})")
+        lines.append(f"  model version: {version.model_name} version {version.number} "
+                     f"(stage: {version.stage or 'none'})")
     if decision:
         lines.append(f"  decision:      {decision['reason']}")
     lines.append(f"  artifacts:     {workspace.artifact_store_path()}")

@@ -16,7 +16,7 @@ expected, which loses nothing (pydantic's documented strict-mode rule).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,7 +52,7 @@ class ExchangeSettings(_Settings):
 class AcceptanceSettings(_Settings):
     """The industry's acceptance gate on its own holdout, in the task's metric (see ``collabops.training.tasks``)."""
 
-    metric: Optional[str] = None
+    metric: str | None = None
     """The metric the gate judges by; None: the task's primary metric."""
     max_error: float = Field(0.08, ge=0)
     """Absolute ceiling on the holdout, in the metric's units."""
@@ -74,7 +74,7 @@ class ServingSettings(_Settings):
     """Larger request bodies get HTTP 413."""
     max_records: int = Field(10_000, ge=1)
     """More records in one request get HTTP 413."""
-    api_key_secret: Optional[str] = None
+    api_key_secret: str | None = None
     """Name of a ZenML secret with an ``api_key`` value; None: no key required."""
     start_timeout: int = Field(120, ge=1)
     """Seconds a new service may take to answer its health check."""
@@ -124,7 +124,7 @@ class ProjectSettings(_Settings):
     """The project file this was read from (set by :func:`load_project`)."""
 
     @model_validator(mode="after")
-    def _default_partner_is_a_partner(self) -> "ProjectSettings":
+    def _default_partner_is_a_partner(self) -> ProjectSettings:
         if self.default_partner not in self.partners:
             raise ValueError(f"default_partner '{self.default_partner}' is not one of the partners "
                              f"({', '.join(sorted(self.partners))})")
@@ -159,7 +159,7 @@ class ProjectSettings(_Settings):
             raise ConfigError(f"unknown partner '{partner}' (partners in {self.source}: "
                               f"{', '.join(sorted(self.partners))})") from None
 
-    def partner_of(self, stack: str) -> Optional[str]:
+    def partner_of(self, stack: str) -> str | None:
         return next((name for name, p in self.partners.items() if p.stack == stack), None)
 
     @property
@@ -180,7 +180,7 @@ def _repository_root(start: Path) -> Path:
     return start.parent
 
 
-def load_project(path: Optional[Path | str] = None) -> ProjectSettings:
+def load_project(path: Path | str | None = None) -> ProjectSettings:
     """Read and check a project file; ``ConfigError`` names the file and every wrong or unknown key."""
     path = Path(path) if path is not None else DEFAULT_PROJECT
     raw = read_yaml_mapping(path, "project file")

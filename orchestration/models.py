@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from collabops.errors import ConfigError
 from orchestration import names
@@ -28,11 +28,11 @@ class ModelVersionInfo:
     model_name: str
     number: str
     id: str
-    stage: Optional[str]
+    stage: str | None
     metadata: dict[str, Any]
 
     @property
-    def imported_bundle_id(self) -> Optional[str]:
+    def imported_bundle_id(self) -> str | None:
         value = self.metadata.get(names.IMPORTED_BUNDLE_ID)
         return str(value) if value else None
 
@@ -84,7 +84,7 @@ def latest_imported(model_name: str, stack: str) -> ModelVersionInfo:
                       "(import one with `python run.py import-model BUNDLE`)")
 
 
-def production(model_name: str) -> Optional[ModelVersionInfo]:
+def production(model_name: str) -> ModelVersionInfo | None:
     """The version in the ``production`` stage, or None."""
     from zenml.client import Client
     from zenml.enums import ModelStages
@@ -99,7 +99,7 @@ def record_approval(version: ModelVersionInfo, by: str, note: str) -> dict[str, 
     """Store a human approval on the version (``approval`` metadata); returns it."""
     from zenml import log_metadata
 
-    approval = {"by": by, "note": note, "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    approval = {"by": by, "note": note, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     log_metadata(metadata={"approval": approval}, model_version_id=version.id)
     return approval
 

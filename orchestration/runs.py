@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -26,7 +26,7 @@ class RunFailed(CollabopsError):
 
 def new_run_name(pipeline_name: str) -> str:
     """``<pipeline>-YYYY_MM_DD-HH_MM_SS-<8 hex>``: unique, sortable, readable in the dashboard."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y_%m_%d-%H_%M_%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y_%m_%d-%H_%M_%S")
     return f"{pipeline_name}-{stamp}-{uuid.uuid4().hex[:8]}"
 
 
@@ -42,7 +42,7 @@ class RunResult:
     _model_version: Any = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, run_name: str) -> "RunResult":
+    def of(cls, run_name: str) -> RunResult:
         from zenml.client import Client
 
         run = Client().get_pipeline_run(run_name, allow_name_prefix_match=False)
@@ -97,7 +97,7 @@ def _pipeline(name: str) -> Any:
     return pipeline
 
 
-def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: Optional[str]) -> RunResult:
+def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: str | None) -> RunResult:
     """Run the pipeline ``pipeline_name`` with ``config`` (a ZenML run configuration) under a new run name.
 
     A failure caused by the user's input is re-raised as that error (its
@@ -114,7 +114,7 @@ def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: Optional[s
         merged.write_text(yaml.safe_dump(config), encoding="utf-8")
         try:
             pipeline.with_options(config_path=str(merged))()
-        except Exception as exc:  # a failed step: ZenML has logged the details above
+        except Exception as exc:  # noqa: BLE001 - a failed step, whatever it raised: ZenML has logged the details
             error = _collabops_cause(exc)
             if error is None:
                 step, message = _failed_step(run_name)
@@ -125,7 +125,7 @@ def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: Optional[s
     return RunResult.of(run_name)
 
 
-def failed_run_output(run_name: Optional[str], artifact: str) -> Any:
+def failed_run_output(run_name: str | None, artifact: str) -> Any:
     """An output that a failed run still stored (the acceptance report of a refused deploy), or None."""
     if not run_name:
         return None
@@ -136,7 +136,7 @@ def failed_run_output(run_name: Optional[str], artifact: str) -> Any:
     return result.output(artifact) if result.has(artifact) else None
 
 
-def _failed_step(run_name: str) -> tuple[Optional[str], Optional[str]]:
+def _failed_step(run_name: str) -> tuple[str | None, str | None]:
     """(step name, message of a user-facing error) as ZenML recorded them for the failed step of ``run_name``."""
     from zenml.client import Client
 
@@ -154,8 +154,8 @@ def _failed_step(run_name: str) -> tuple[Optional[str], Optional[str]]:
     return None, None
 
 
-def _collabops_cause(exc: BaseException) -> Optional[CollabopsError]:
-    seen: Optional[BaseException] = exc
+def _collabops_cause(exc: BaseException) -> CollabopsError | None:
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, CollabopsError):
             return seen

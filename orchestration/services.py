@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,13 +13,13 @@ class ServiceInfo:
     id: str
     running: bool
     state: str
-    url: Optional[str]
+    url: str | None
     model_version: str
     bundle_id: str
     producer: dict[str, Any]
-    pid: Optional[int]
-    log_file: Optional[str]
-    inference_log: Optional[str]
+    pid: int | None
+    log_file: str | None
+    inference_log: str | None
 
 
 def _info(service: Any) -> ServiceInfo:

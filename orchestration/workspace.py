@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -140,7 +140,7 @@ def registered_stack_names() -> list[str]:
     return sorted(s.name for s in Client().list_stacks(size=1000).items)
 
 
-def select_stack(project: ProjectSettings, partner: Optional[str], stack: Optional[str]) -> tuple[str, Optional[str]]:
+def select_stack(project: ProjectSettings, partner: str | None, stack: str | None) -> tuple[str, str | None]:
     """Resolve ``--partner``/``--stack`` to a registered stack and use it for this process.
 
     Without either flag, the active stack is used (``zenml stack set`` is
@@ -169,7 +169,7 @@ def activate(stack: str) -> None:
     Client().activate_stack(stack)
 
 
-def experiment_tracker_name() -> Optional[str]:
+def experiment_tracker_name() -> str | None:
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
@@ -177,7 +177,7 @@ def experiment_tracker_name() -> Optional[str]:
     return trackers[0].name if trackers else None
 
 
-def code_revision() -> Optional[str]:
+def code_revision() -> str | None:
     """The git commit of the code that runs, with ``-dirty`` if it has local changes."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
@@ -205,14 +205,16 @@ def setup(project: ProjectSettings) -> list[str]:
     return lines
 
 
-def use_stack(project: ProjectSettings, partner: Optional[str], stack: Optional[str],
-              natural_partner: Optional[str] = None) -> tuple[str, Optional[str]]:
+def use_stack(project: ProjectSettings, partner: str | None, stack: str | None,
+              natural_partner: str | None = None) -> tuple[str, str | None]:
     """Set the repository up, then choose the stack this command runs on; returns (stack, partner).
 
     ``natural_partner`` is the partner a command belongs to (``industry`` for
     export-data): used when neither ``--partner`` nor ``--stack`` is given.
     With it, a stack that belongs to no partner is refused.
     """
+    if partner is not None:
+        project.stack_of(partner)  # an unknown partner is refused before the store is touched
     for line in setup(project):
         if not line.endswith(": up to date"):
             print(line)
@@ -229,7 +231,7 @@ def artifact_store_path() -> str:
     return str(Client().active_stack.artifact_store.path)
 
 
-def tracking_uri() -> Optional[str]:
+def tracking_uri() -> str | None:
     """The active stack's MLflow tracking URI, if it has an experiment tracker."""
     from zenml.client import Client
 
@@ -237,7 +239,7 @@ def tracking_uri() -> Optional[str]:
     return tracker.get_tracking_uri() if tracker is not None else None
 
 
-def dashboard_hint(run_id: Optional[str] = None) -> str:
+def dashboard_hint(run_id: str | None = None) -> str:
     """Where to look at a run: the server's URL, or how to start the local dashboard."""
     from zenml.client import Client
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from zenml import pipeline
 
 from orchestration import names
@@ -13,8 +11,8 @@ from steps.exchange import hold_out_acceptance, profile_data, pseudonymise_perso
 
 @pipeline(name=names.EXPORT_DATA, enable_cache=False)
 def export_data_pipeline(contract_path: str, data_path: str, out_dir: str, partner: str, bundle_id: str,
-                         holdout_fraction: float, key_env: str, key_file: str, private_key: Optional[str] = None,
-                         code_revision: Optional[str] = None) -> None:
+                         holdout_fraction: float, key_env: str, key_file: str, private_key: str | None = None,
+                         code_revision: str | None = None) -> None:
     """Validate -> keep an acceptance holdout (tagged with ``bundle_id``) -> pseudonymise -> profile -> sign."""
     contract = load_data_contract(contract_path)
     data = validate_data(load_dataset(data_path, contract), contract, data_path)

@@ -7,8 +7,6 @@ its evidence, promoted to ``staging`` only if it wins (champion/challenger).
 
 from __future__ import annotations
 
-from typing import Optional
-
 from zenml import Model, pipeline
 
 from orchestration import names
@@ -28,13 +26,13 @@ def training_pipeline(
     split: dict,
     search: dict,
     model_description: str = "",
-    generator: Optional[dict] = None,
-    data_path: Optional[str] = None,
-    data_bundle: Optional[str] = None,
-    data_bundle_manifest: Optional[dict] = None,
-    data_bundle_signer: Optional[str] = None,
-    experiment_tracker: Optional[str] = None,
-    code_revision: Optional[str] = None,
+    generator: dict | None = None,
+    data_path: str | None = None,
+    data_bundle: str | None = None,
+    data_bundle_manifest: dict | None = None,
+    data_bundle_signer: str | None = None,
+    experiment_tracker: str | None = None,
+    code_revision: str | None = None,
 ) -> None:
     """Train on a ``data_bundle`` (a folder the command verified), a ``data_path`` or the example data.
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Annotated, Any
 
 import pandas as pd
-from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from collabops.data.contract import contract_from_dict, load_contract
@@ -58,7 +57,7 @@ def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[p
 @step
 def split_data(
     data: pd.DataFrame, contract: dict, split: dict, source: str
-) -> Tuple[
+) -> tuple[
     Annotated[pd.DataFrame, names.TRAIN_DATA],
     Annotated[pd.DataFrame, names.VALIDATION_DATA],
     Annotated[pd.DataFrame, names.TEST_DATA],

@@ -12,11 +12,10 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
@@ -56,7 +55,7 @@ def load_candidate(settings: DeploymentSettings) -> Annotated[dict, names.CANDID
 
 @step(enable_cache=False)
 def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract: dict, task: str,
-                    settings: DeploymentSettings, enforce: bool = True) -> Tuple[
+                    settings: DeploymentSettings, enforce: bool = True) -> tuple[
     Annotated[MarkdownString, names.ACCEPTANCE_REPORT], Annotated[dict, names.ACCEPTANCE_RESULT]
 ]:
     """Score the candidate and the current production model on our holdout and judge by the config's thresholds.
@@ -75,12 +74,12 @@ def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract:
                   university=candidate.get("university_metrics") or None)
     if not enforce:
         report = AcceptanceReport(passed=True, reasons=["gate not applied: rollback to a version that served in "
-                                                        "production before"] + report.reasons,
+                                                        "production before", *report.reasons],
                                   metric=report.metric, candidate=report.candidate, production=report.production,
                                   university=report.university, thresholds=report.thresholds,
                                   failures=[])
     result = {**report.as_metadata(), "production_version": production_version, "holdout_rows": len(acceptance_holdout),
-              "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     log_metadata(metadata={"acceptance": result}, model_version_id=_version().id)
     log_metadata(metadata={"passed": report.passed, "reasons": report.reasons})
     heading = (f"Model version {candidate['version']} (bundle {candidate['bundle_id']}) on {len(acceptance_holdout):,} "
@@ -88,7 +87,7 @@ def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract:
     return MarkdownString(heading + report.markdown()), result
 
 
-def _production_scores(candidate: dict, kind: Any, spec: Any, holdout: pd.DataFrame) -> tuple[Optional[dict], Optional[str]]:
+def _production_scores(candidate: dict, kind: Any, spec: Any, holdout: pd.DataFrame) -> tuple[dict | None, str | None]:
     try:
         current = Client().get_model_version(candidate["model_name"], ModelStages.PRODUCTION)
     except KeyError:
@@ -181,16 +180,17 @@ def _install_bundle(deployer: Any, candidate: dict) -> Path:
     return target
 
 
-def _api_key(secret_name: Optional[str]) -> Optional[str]:
+def _api_key(secret_name: str | None) -> str | None:
     if not secret_name:
         return None
-    from components.prediction_server import API_KEY_SECRET_KEY as key
+    from components.prediction_server import API_KEY_SECRET_KEY
 
     try:
-        return str(Client().get_secret(secret_name).secret_values[key])
+        return str(Client().get_secret(secret_name).secret_values[API_KEY_SECRET_KEY])
     except (KeyError, ValueError):
         raise DeploymentError(f"serving.api_key_secret names the ZenML secret '{secret_name}', which does not exist "
-                              f"or has no '{key}' value: `zenml secret create {secret_name} --{key}=...`") from None
+                              f"or has no '{API_KEY_SECRET_KEY}' value: "
+                              f"`zenml secret create {secret_name} --{API_KEY_SECRET_KEY}=...`") from None
 
 
 def _log_tail(service: Any, lines: int = 15) -> str:
@@ -220,6 +220,6 @@ def promote_to_production(deployment: dict, candidate: dict) -> Annotated[dict, 
             deployer.delete_model_server(service.uuid, force=False)
     record = {"url": deployment["url"], "service_id": deployment["service_id"], "replaced_version": replaced,
               "retired_services": retired, "bundle_id": candidate["bundle_id"], "producer": candidate.get("producer"),
-              "deployed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     log_metadata(metadata={"deployment": record}, model_version_id=version.id)
     return record

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Annotated, Any
 
 import pandas as pd
 from PIL.Image import Image
 from sklearn.pipeline import Pipeline
-from typing_extensions import Annotated
 from zenml import step
 
-from collabops.training import plots
 from collabops.data.contract import contract_from_dict
+from collabops.training import plots
 from collabops.training.evaluation import feature_importance, scores
 from collabops.training.tasks import get_task
 from orchestration import names
@@ -20,7 +19,7 @@ from orchestration import names
 @step
 def evaluate_models(
     model: Pipeline, baseline: Any, test: pd.DataFrame, contract: dict, task: str
-) -> Tuple[
+) -> tuple[
     Annotated[dict, names.TEST_METRICS],
     Annotated[dict, names.BASELINE_TEST_METRICS],
     Annotated[Image, names.FORECAST_WEEK_PLOT],

@@ -10,11 +10,10 @@ steps read the verified folder the command hands them while it is open.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Annotated, Any
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from typing_extensions import Annotated
 from zenml import ArtifactConfig, add_tags, get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ArtifactType
@@ -31,14 +30,14 @@ from collabops.exchange.signing import load_signer
 from orchestration import names
 
 
-def _producer(partner: str, code_revision: Optional[str]) -> bundles.Producer:
+def _producer(partner: str, code_revision: str | None) -> bundles.Producer:
     context = get_step_context()
     return bundles.Producer(partner=partner, stack=Client().active_stack_model.name,
                             zenml_run_id=str(context.pipeline_run.id), code_revision=code_revision)
 
 
 @step
-def hold_out_acceptance(data: pd.DataFrame, contract: dict, fraction: float, bundle_id: str) -> Tuple[
+def hold_out_acceptance(data: pd.DataFrame, contract: dict, fraction: float, bundle_id: str) -> tuple[
     Annotated[pd.DataFrame, names.EXPORTABLE_DATA], Annotated[pd.DataFrame, names.ACCEPTANCE_HOLDOUT]
 ]:
     """Keep the latest period on this side: the acceptance gate's data, never exported.
@@ -78,7 +77,7 @@ def profile_data(data: pd.DataFrame, contract: dict) -> Annotated[dict, names.DA
 
 @step(enable_cache=False)
 def write_data_bundle_step(data: pd.DataFrame, contract: dict, data_profile: dict, out_dir: str, partner: str,
-                           bundle_id: str, private_key: Optional[str], code_revision: Optional[str]) -> Tuple[
+                           bundle_id: str, private_key: str | None, code_revision: str | None) -> tuple[
     Annotated[Path, names.DATA_BUNDLE], Annotated[dict, names.BUNDLE_MANIFEST]
 ]:
     """Write and sign the data bundle into the exchange folder; it is also kept as this run's artifact."""
@@ -104,7 +103,7 @@ def load_data_bundle(bundle_dir: str, manifest: dict, signer: str) -> Annotated[
 
 
 @step(enable_cache=False)
-def register_imported_model(bundle_dir: str, manifest: dict, signer: str) -> Tuple[
+def register_imported_model(bundle_dir: str, manifest: dict, signer: str) -> tuple[
     Annotated[Pipeline, ArtifactConfig(name=names.TRAINED_MODEL, artifact_type=ArtifactType.MODEL)],
     Annotated[Path, names.VERIFIED_MODEL_BUNDLE],
     Annotated[dict, names.BUNDLE_MANIFEST],

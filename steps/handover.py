@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Annotated
 
-from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import MarkdownString
@@ -26,7 +25,7 @@ REFERENCE_SAMPLE_ROWS = 5000
 
 @step(enable_cache=False)
 def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner: str, owners: dict,
-                            description: str, private_key: Optional[str], code_revision: Optional[str]) -> Tuple[
+                            description: str, private_key: str | None, code_revision: str | None) -> tuple[
     Annotated[Path, names.MODEL_BUNDLE], Annotated[dict, names.BUNDLE_MANIFEST], Annotated[MarkdownString,
                                                                                            names.MODEL_CARD]
 ]:
@@ -37,7 +36,8 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
     training = RunResult.of(next(iter(chosen.pipeline_run_ids.values())))
     model = chosen.get_model_artifact(names.TRAINED_MODEL).load()
     contract = contract_from_dict(training.output(names.DATA_CONTRACT))
-    metrics = {"test": training.output(names.TEST_METRICS), "baseline_test": training.output(names.BASELINE_TEST_METRICS)}
+    metrics = {"test": training.output(names.TEST_METRICS),
+               "baseline_test": training.output(names.BASELINE_TEST_METRICS)}
     train = training.output(names.TRAIN_DATA)
     periods = training.metadata(names.TRAIN_DATA).get("periods", {})
     reference = train.drop(columns=contract.personal_columns)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from typing_extensions import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 

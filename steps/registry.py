@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from typing_extensions import Annotated
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
@@ -31,9 +30,9 @@ def promote_model(
     best_params: dict,
     test_metrics: dict,
     baseline_test_metrics: dict,
-    mlflow_run_id: Optional[str],
+    mlflow_run_id: str | None,
     data_source: str,
-    code_revision: Optional[str],
+    code_revision: str | None,
 ) -> Annotated[dict, names.PROMOTION_DECISION]:
     """Champion/challenger against the baseline and the current staging version.
 
@@ -68,7 +67,8 @@ def promote_model(
     return decision.as_metadata()
 
 
-def _champion_score(model_name: str, own_id: Any, kind: Any, spec: Any, test: pd.DataFrame) -> tuple[Optional[float], Optional[str], str]:
+def _champion_score(model_name: str, own_id: Any, kind: Any, spec: Any,
+                    test: pd.DataFrame) -> tuple[float | None, str | None, str]:
     """Score of the current staging version on ``test`` (None if there is none)."""
     try:
         champion = Client().get_model_version(model_name, STAGE)
@@ -80,9 +80,10 @@ def _champion_score(model_name: str, own_id: Any, kind: Any, spec: Any, test: pd
         champion_model = champion.get_model_artifact(names.TRAINED_MODEL).load()
         score = evaluate(kind, spec, champion_model, test)["overall"][kind.primary_metric]
         return float(score), str(champion.name), ""
-    except Exception as exc:  # the old model may not read this contract's columns
+    except Exception as exc:  # noqa: BLE001 - the old model may not read this contract's columns
         recorded = (champion.run_metadata or {}).get("test_metrics", {})
         score = recorded.get("overall", {}).get(kind.primary_metric) if isinstance(recorded, dict) else None
-        note = f"staging version {champion.name} could not be re-scored on this test period ({exc}); used its recorded score"
+        note = (f"staging version {champion.name} could not be re-scored on this test period ({exc}); "
+                "used its recorded score")
         logger.warning(note)
         return (None if score is None else float(score)), str(champion.name), note

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 from PIL.Image import Image
 from sklearn.pipeline import Pipeline
-from typing_extensions import Annotated
 from zenml import log_metadata, step
 
 from collabops.data.contract import contract_from_dict

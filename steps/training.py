@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Annotated, Any
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
-from typing_extensions import Annotated
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
@@ -17,7 +16,9 @@ from orchestration import names
 
 
 @step
-def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str) -> Annotated[Any, names.BASELINE_MODEL]:
+def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str) -> Annotated[
+    Any, names.BASELINE_MODEL
+]:
     """Fit the naive seasonal baseline on the same data the model gets."""
     spec = contract_from_dict(contract)
     both = pd.concat([train, validation], ignore_index=True)
@@ -27,7 +28,7 @@ def train_baseline(train: pd.DataFrame, validation: pd.DataFrame, contract: dict
 @step
 def train_model(
     train: pd.DataFrame, validation: pd.DataFrame, contract: dict, task: str, search_settings: dict
-) -> Tuple[
+) -> tuple[
     Annotated[Pipeline, ArtifactConfig(name=names.TRAINED_MODEL, artifact_type=ArtifactType.MODEL)],
     Annotated[pd.DataFrame, names.SEARCH_TRIALS],
     Annotated[dict, names.BEST_PARAMS],

@@ -21,10 +21,11 @@ import stat
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from collabops.data.contract import DataContract, contract_from_dict
 from collabops.errors import CollabopsError
@@ -51,9 +52,9 @@ class Producer:
     """Who made a bundle, and from what."""
 
     partner: str
-    stack: Optional[str] = None
-    zenml_run_id: Optional[str] = None
-    code_revision: Optional[str] = None
+    stack: str | None = None
+    zenml_run_id: str | None = None
+    code_revision: str | None = None
 
 
 def sha256_file(path: Path, chunk: int = CHUNK) -> tuple[int, str]:
@@ -84,7 +85,7 @@ def _payload_files(root: Path) -> list[str]:
 
 
 def seal(root: Path, kind: str, producer: Producer, contract_digest: str, signer: Signer,
-         extra: Optional[dict[str, Any]] = None, bundle_id: Optional[str] = None) -> dict[str, Any]:
+         extra: dict[str, Any] | None = None, bundle_id: str | None = None) -> dict[str, Any]:
     """Write ``manifest.json`` for every file under ``root`` and sign it. Returns the manifest.
 
     ``bundle_id`` is a new UUID unless the caller chose one before (an export
@@ -102,7 +103,7 @@ def seal(root: Path, kind: str, producer: Producer, contract_digest: str, signer
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "bundle_id": bundle_id or str(uuid.uuid4()),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "producer": {k: v for k, v in producer.__dict__.items() if v is not None},
         "contract_digest": contract_digest,
         "files": files,
@@ -118,7 +119,7 @@ def archive(root: Path, out: Path) -> Path:
     """Pack a sealed bundle directory into ``out`` (``.tar.gz``), written atomically."""
     partial = out.with_name(f".{out.name}.partial")
     with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
-        for rel in [MANIFEST, SIGNATURE] + _payload_files(root):
+        for rel in [MANIFEST, SIGNATURE, *_payload_files(root)]:
             tar.add(root / rel, arcname=rel, recursive=False)
     partial.replace(out)
     return out
@@ -148,8 +149,8 @@ class VerifiedBundle:
 
 
 @contextmanager
-def open_bundle(path: Path, keys: dict[str, object], kind: Optional[str] = None,
-                contract: Optional[DataContract] = None) -> Iterator[VerifiedBundle]:
+def open_bundle(path: Path, keys: dict[str, object], kind: str | None = None,
+                contract: DataContract | None = None) -> Iterator[VerifiedBundle]:
     """Verify a bundle directory or ``.tar.gz`` and yield it; an archive is extracted to a temporary folder first."""
     path = Path(path)
     if path.is_file():
@@ -164,7 +165,7 @@ def open_bundle(path: Path, keys: dict[str, object], kind: Optional[str] = None,
 def safe_extract(archive_path: Path, target: Path) -> None:
     """Extract only plain files and folders that land inside ``target``; check every member first."""
     try:
-        tar = tarfile.open(archive_path, "r:gz")
+        tar = tarfile.open(archive_path, "r:gz")  # noqa: SIM115 - closed by the `with` below, after the check
     except (tarfile.TarError, OSError) as exc:
         raise BundleError(archive_path, "archive", f"not a readable .tar.gz: {exc}") from None
     with tar:
@@ -180,7 +181,7 @@ def safe_extract(archive_path: Path, target: Path) -> None:
         tar.extractall(target, members=members, filter="data")
 
 
-def _unsafe_path(name: str) -> Optional[str]:
+def _unsafe_path(name: str) -> str | None:
     if not name or name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\\" in name:
         return "is an absolute or non-POSIX path"
     if ".." in PurePosixPath(name).parts:
@@ -188,8 +189,8 @@ def _unsafe_path(name: str) -> Optional[str]:
     return None
 
 
-def verify(root: Path, keys: dict[str, object], kind: Optional[str] = None,
-           contract: Optional[DataContract] = None, name: Optional[Path] = None) -> VerifiedBundle:
+def verify(root: Path, keys: dict[str, object], kind: str | None = None,
+           contract: DataContract | None = None, name: Path | None = None) -> VerifiedBundle:
     """Run every check, in order, on a bundle directory; raise ``BundleError`` at the first failure."""
     label = name or root
     manifest_path, signature_path = root / MANIFEST, root / SIGNATURE
@@ -234,7 +235,8 @@ def verify(root: Path, keys: dict[str, object], kind: Optional[str] = None,
         if not stat.S_ISREG(info.st_mode):
             raise BundleError(label, "files", f"'{rel}' is not a regular file")
         if info.st_size != entry.get("size"):
-            raise BundleError(label, "files", f"'{rel}' has {info.st_size} bytes, the manifest says {entry.get('size')}")
+            raise BundleError(label, "files",
+                              f"'{rel}' has {info.st_size} bytes, the manifest says {entry.get('size')}")
         _, digest = sha256_file(path)
         if digest != entry.get("sha256"):
             raise BundleError(label, "files", f"'{rel}' has SHA-256 {digest[:16]}..., the manifest says "

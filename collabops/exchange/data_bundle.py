@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 import yaml
 
-from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
 from collabops.data.contract import DataContract
+from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
 from collabops.exchange.signing import Signer
 
 DATA_FOLDER = "data"
@@ -23,7 +22,7 @@ PROFILE_FILE = "profile.json"
 
 
 def write_data_bundle(frame: pd.DataFrame, contract: DataContract, profile: dict, producer: Producer,
-                      signer: Signer, out_dir: Path, bundle_id: Optional[str] = None) -> tuple[Path, dict]:
+                      signer: Signer, out_dir: Path, bundle_id: str | None = None) -> tuple[Path, dict]:
     """Build, seal and move a data bundle to ``out_dir/data-<id>``; never overwrites one.
 
     The data file is ``data/<contract name>.parquet``; the manifest names it (``data_file``).
@@ -37,7 +36,7 @@ def write_data_bundle(frame: pd.DataFrame, contract: DataContract, profile: dict
         (root / CONTRACT_FILE).write_text(yaml.safe_dump(contract.raw, sort_keys=False), encoding="utf-8")
         (root / PROFILE_FILE).write_text(json.dumps(profile, indent=2, default=str), encoding="utf-8")
         manifest = seal(root, "data", producer, contract.digest(), signer,
-                        extra={"rows": int(len(frame)), "personal_columns": contract.personal_columns,
+                        extra={"rows": len(frame), "personal_columns": contract.personal_columns,
                                "data_file": data_file}, bundle_id=bundle_id)
         final = move_into_place(root, out_dir, f"data-{manifest['bundle_id']}")
     return final, manifest

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
 from collabops.data.contract import DataContract
+from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
 from collabops.exchange.environment import environment_text
 from collabops.exchange.signing import Signer
 from collabops.exchange.trusted_types import TRUSTED_TYPES

@@ -7,14 +7,14 @@ same code writes the card of any model project.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from collabops.data.contract import DataContract
 
 
 def render(model_name: str, version: str, description: str, contract: DataContract, task: str,
            metrics: dict[str, Any], baseline_metrics: dict[str, Any], periods: dict[str, Any],
-           producer: dict[str, Any], owners: dict[str, str], best_params: Optional[dict[str, Any]] = None,
+           producer: dict[str, Any], owners: dict[str, str], best_params: dict[str, Any] | None = None,
            primary_metric: str = "") -> str:
     """Intended use, data period, metrics overall and per segment, limitations, owners.
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import pandas as pd
 
@@ -21,7 +21,7 @@ from collabops.errors import ConfigError
 MIN_KEY_BYTES = 16
 
 
-def load_key(env_var: Optional[str] = None, file: Optional[str | Path] = None) -> bytes:
+def load_key(env_var: str | None = None, file: str | Path | None = None) -> bytes:
     """The pseudonymisation key from an environment variable or a file (never from the repository)."""
     if env_var and os.environ.get(env_var):
         key = os.environ[env_var].encode("utf-8")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 from collabops.errors import ConfigError
 
@@ -57,7 +57,7 @@ class Signer:
         return self.key.sign(data)  # type: ignore[attr-defined]
 
 
-def load_signer(partner: str, path: Optional[Path] = None) -> Signer:
+def load_signer(partner: str, path: Path | None = None) -> Signer:
     """The partner's private key from ``path``, ``$COLLABOPS_PRIVATE_KEY_FILE`` or the default location."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -95,7 +95,7 @@ def trusted_keys(keys_dir: Path, exclude: Iterable[str] = ()) -> dict[str, objec
     return {p.stem: read_public_key(p) for p in sorted(keys_dir.glob("*.pub")) if p.stem not in skip}
 
 
-def identify_signer(signature: bytes, data: bytes, keys: dict[str, object]) -> Optional[str]:
+def identify_signer(signature: bytes, data: bytes, keys: dict[str, object]) -> str | None:
     """The partner whose key made ``signature`` over ``data``, or None."""
     from cryptography.exceptions import InvalidSignature
 
