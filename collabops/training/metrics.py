@@ -1,11 +1,27 @@
-"""Regression metrics, overall and per segment."""
+"""Regression metrics, overall and per group, computed by ``sklearn.metrics``.
+
+Every metric here is a scikit-learn function (``mean_absolute_error``,
+``root_mean_squared_error``, ``r2_score``); this module only names them, says
+which direction is better and which scikit-learn scorer string matches each,
+so a task can pick one by name (``METRICS["mae"]``). Inputs are 1-D
+array-likes of equal length ``n`` in the target's unit (an occupancy rate for
+the parking contract); MAE and RMSE come out in that unit, R² is unitless.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-# Parts of the day whose errors matter differently to the operator.
+MetricFunction = Callable[[ArrayLike, ArrayLike], float]
+
+# Parts of the day whose errors matter differently to the operator: (name, first hour, end hour exclusive).
 HOUR_BANDS = (
     ("night", 0, 6),
     ("morning", 6, 10),
@@ -16,7 +32,11 @@ HOUR_BANDS = (
 
 
 def hour_band(hours: pd.Series | np.ndarray) -> np.ndarray:
-    """Name of the hour band of each hour of day."""
+    """Name of the hour band of each hour of day.
+
+    ``hours``: shape ``(n,)``, integers 0-23. Returns an object array of shape
+    ``(n,)``; an hour outside 0-23 gets ``None``.
+    """
     hours = np.asarray(hours)
     out = np.empty(hours.shape, dtype=object)
     for name, start, end in HOUR_BANDS:
@@ -24,27 +44,83 @@ def hour_band(hours: pd.Series | np.ndarray) -> np.ndarray:
     return out
 
 
-def mae(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(y) - np.asarray(pred))))
+def mae(y: ArrayLike, pred: ArrayLike) -> float:
+    """Mean absolute error, in the target's unit (``sklearn.metrics.mean_absolute_error``).
+
+    Raises ``ValueError`` (from scikit-learn) on inputs of different length or containing NaN.
+    """
+    return float(mean_absolute_error(y, pred))
 
 
-def rmse(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(pred)) ** 2)))
+def rmse(y: ArrayLike, pred: ArrayLike) -> float:
+    """Root mean squared error, in the target's unit (``sklearn.metrics.root_mean_squared_error``)."""
+    return float(root_mean_squared_error(y, pred))
 
 
-def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
-    total = np.sum((y - y.mean()) ** 2)
-    if total == 0:
-        return float("nan")
-    return float(1.0 - np.sum((y - pred) ** 2) / total)
+def r2(y: ArrayLike, pred: ArrayLike) -> float:
+    """Coefficient of determination (``sklearn.metrics.r2_score``), unitless, at most 1.
+
+    NaN when ``y`` is constant (or has fewer than two values): R² is undefined
+    there. This is ``r2_score(..., force_finite=False)`` with its ``-inf``
+    (constant ``y``, imperfect prediction) also reported as NaN, as this
+    project always has; scikit-learn's default would report 0.0 or 1.0.
+    """
+    y_arr, pred_arr = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
+    if y_arr.shape[0] < 2:
+        return float("nan")  # r2_score would warn and return NaN
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant y: 0/0 or x/0, reported as NaN below
+        value = float(r2_score(y_arr, pred_arr, force_finite=False))
+    return value if math.isfinite(value) else float("nan")
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    return {"mae": mae(y, pred), "rmse": rmse(y, pred), "r2": r2(y, pred)}
+@dataclass(frozen=True)
+class Metric:
+    """A metric by name: its function, its direction and scikit-learn's scorer for it.
+
+    ``scoring`` is the string ``sklearn.metrics.get_scorer`` knows; scikit-learn
+    scorers are "greater is better", so an error's scorer is its negative
+    (``neg_mean_absolute_error``).
+    """
+
+    name: str
+    function: MetricFunction
+    greater_is_better: bool
+    scoring: str
 
 
-def mae_by(groups: np.ndarray | pd.Series, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """MAE within each group, keyed by group name."""
-    errors = pd.Series(np.abs(np.asarray(y) - np.asarray(pred)))
-    return {str(k): float(v) for k, v in errors.groupby(np.asarray(groups)).mean().items()}
+METRICS: dict[str, Metric] = {
+    "mae": Metric("mae", mae, greater_is_better=False, scoring="neg_mean_absolute_error"),
+    "rmse": Metric("rmse", rmse, greater_is_better=False, scoring="neg_root_mean_squared_error"),
+    "r2": Metric("r2", r2, greater_is_better=True, scoring="r2"),
+}
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called ``name``; ``KeyError`` naming the known ones if there is none."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"metric '{name}' is not known (known: {', '.join(sorted(METRICS))})") from None
+
+
+def regression_metrics(y: ArrayLike, pred: ArrayLike) -> dict[str, float]:
+    """``{"mae": ..., "rmse": ...,  "r2": ...}`` of ``pred`` against ``y`` (both shape ``(n,)``)."""
+    return {name: metric.function(y, pred) for name, metric in METRICS.items()}
+
+
+def metric_by(groups: ArrayLike | pd.Series, y: ArrayLike, pred: ArrayLike,
+              metric: MetricFunction = mae) -> dict[str, float]:
+    """``metric`` within each group, keyed by the group's name as a string.
+
+    ``groups``, ``y`` and ``pred`` have shape ``(n,)``. Groups come out in
+    pandas' sorted group order; rows whose group is missing are left out
+    (``DataFrame.groupby`` with its default ``dropna=True``).
+    """
+    frame = pd.DataFrame({"y": np.asarray(y), "pred": np.asarray(pred)})
+    return {str(key): float(metric(part["y"].to_numpy(), part["pred"].to_numpy()))
+            for key, part in frame.groupby(np.asarray(groups), sort=True)}
+
+
+def mae_by(groups: ArrayLike | pd.Series, y: ArrayLike, pred: ArrayLike) -> dict[str, float]:
+    """Mean absolute error within each group (``metric_by`` with ``mae``), in the target's unit."""
+    return metric_by(groups, y, pred, mae)

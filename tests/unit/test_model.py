@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from collabops.training.baseline import SeasonalProfileBaseline
 from collabops.data.contract import load_contract
-from collabops.training.evaluation import evaluate, feature_importance, flatten
 from collabops.data.generator import GeneratorSettings, generate
-from collabops.training.search import SearchSettings, search
 from collabops.data.split import SplitSettings, time_split
-from collabops.training.tasks import get_task
 from collabops.exchange.trusted_types import untrusted_types
+from collabops.training.baseline import SeasonalProfileBaseline
+from collabops.training.evaluation import evaluate, feature_importance, flatten
+from collabops.training.search import SearchSettings, search
+from collabops.training.tasks import RegressionTask, get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = get_task("regression")
@@ -35,7 +35,9 @@ def test_search_tries_every_candidate_and_keeps_the_best(trained):
     _, _, result, _ = trained
     assert list(result.trials["max_leaf_nodes"]) == [7, 31]
     best = result.trials.loc[result.trials["validation_mae"].idxmin(), "max_leaf_nodes"]
-    assert result.best_params["max_leaf_nodes"] == best
+    assert result.best_params == {"max_iter": 80, "random_state": 0, "early_stopping": False, "max_leaf_nodes": best}
+    assert (result.trials["validation_mae"] > 0).all()  # an error, shown positive (the scorer's is negated)
+    assert result.model.named_steps["estimator"].max_leaf_nodes == best
 
 
 def test_model_beats_the_seasonal_baseline_on_the_test_period(trained):
@@ -59,9 +61,24 @@ def test_segment_metrics_cover_every_kind_and_hour_band(trained):
     evaluation = evaluate(TASK, contract, result.model, parts.test)
     assert set(evaluation["by_segment"]) == set(parts.test["car_park_kind"])
     assert set(evaluation["by_hour_band"]) == {"night", "morning", "midday", "evening", "late"}
+    assert evaluation["metric"] == "mae" and evaluation["rows"] == len(parts.test)
     flat = flatten(evaluation, prefix="test_")
     assert flat["test_mae"] == evaluation["overall"]["mae"]
-    assert "test_mae.by_segment.airport" in flat
+    assert flat["test_mae.by_segment.airport"] == evaluation["by_segment"]["airport"]
+    assert "test_rows" not in flat and "test_metric" not in flat
+    # An evaluation recorded before it named its metric was MAE per group; an explicit metric wins.
+    legacy = {k: v for k, v in evaluation.items() if k != "metric"}
+    assert flatten(legacy) == flatten(evaluation)
+    assert "rmse.by_hour_band.night" in flatten(evaluation, metric="rmse")
+
+
+def test_segment_figures_follow_the_tasks_metric(trained):
+    contract, parts, result, _ = trained
+    by_rmse = evaluate(RegressionTask(primary_metric="rmse"), contract, result.model, parts.test)
+    by_mae = evaluate(TASK, contract, result.model, parts.test)
+    assert by_rmse["overall"] == by_mae["overall"] and by_rmse["metric"] == "rmse"
+    # RMSE >= MAE in every group, strictly where errors differ in size.
+    assert all(by_rmse["by_segment"][k] > v for k, v in by_mae["by_segment"].items())
 
 
 def test_importance_ranks_known_drivers_above_noise(trained):
@@ -77,8 +94,17 @@ def test_fitted_model_has_no_untrusted_types(trained):
     assert untrusted_types(baseline) == []
 
 
-def test_baseline_falls_back_for_unseen_car_parks(trained):
+def test_baseline_reads_a_frame_by_column_name(trained):
+    """Fitted on the whole frame (target and personal columns too), it predicts from the feature columns alone."""
     contract, parts, _, baseline = trained
+    rows = parts.test.head(50)
+    assert list(baseline.feature_names_in_) == list(parts.train.columns)
+    reordered = rows[contract.feature_columns[::-1]]
+    assert (baseline.predict(rows[contract.feature_columns]) == baseline.predict(reordered)).all()
+
+
+def test_baseline_falls_back_for_unseen_car_parks(trained):
+    _, parts, _, baseline = trained
     rows = parts.test.head(3).assign(car_park_id="NEW")
     pred = baseline.predict(rows)
     assert isinstance(baseline, SeasonalProfileBaseline)
