@@ -47,10 +47,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 # Local state and data that a fresh clone does not have.
@@ -101,8 +101,8 @@ baseline_scores = scores(task, contract, test, baseline_pred)
 importance = feature_importance(task, contract, result.model, test)
 images = [
     plots.forecast_week(contract, test, pred, baseline_pred),
-    plots.error_by_hour(contract, test, pred, baseline_pred),
-    plots.feature_importance(importance),
+    plots.error_by_hour(contract, test, pred, baseline_pred, task),
+    plots.feature_importance(importance, task.primary_metric),
 ]
 
 if "zenml" in sys.modules or "mlflow" in sys.modules:
@@ -216,7 +216,7 @@ def run_cached(repeats: int) -> tuple[list[RunResult], RunResult]:
         return results, warm_up
 
 
-def first_mae(output: str) -> Optional[str]:
+def first_mae(output: str) -> str | None:
     match = MAE_PATTERN.search(output)
     return match.group(1) if match else None
 
@@ -256,13 +256,13 @@ def format_table(cases: list[Case], baseline: Case) -> str:
         for c in cases
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [" | ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    lines = [" | ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs per case; the table shows their median (default 3)")
@@ -272,7 +272,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print("\n".join(machine_lines()))
     print(f"project: {ROOT}; {args.repeats} timed run(s) per case, plain and cold interleaved\n", flush=True)

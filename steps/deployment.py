@@ -23,7 +23,7 @@ from zenml.types import MarkdownString
 
 from collabops.data.contract import contract_from_dict
 from collabops.exchange.bundle import safe_extract
-from collabops.production.acceptance import AcceptanceReport, AcceptanceThresholds, gate
+from collabops.production.acceptance import AcceptanceReport, gate
 from collabops.production.deployment import DeploymentError, check_deployable, smoke_test
 from collabops.settings import DeploymentSettings
 from collabops.training.evaluation import evaluate
@@ -65,13 +65,11 @@ def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract:
     """
     spec, kind = contract_from_dict(contract), get_task(task)
     acceptance = settings.acceptance
-    thresholds = AcceptanceThresholds(max_error=acceptance.max_error, max_regression=acceptance.max_regression,
-                                      max_segment_regression=acceptance.max_segment_regression)
     model = _version().get_model_artifact(names.TRAINED_MODEL).load()
     scores = evaluate(kind, spec, model, acceptance_holdout)
     production, production_version = _production_scores(candidate, kind, spec, acceptance_holdout)
-    report = gate(scores, thresholds, acceptance.metric or kind.primary_metric, production=production,
-                  university=candidate.get("university_metrics") or None)
+    report = gate(scores, acceptance, acceptance.metric, production=production,
+                  university=candidate.get("university_metrics") or None, task=kind)
     if not enforce:
         report = AcceptanceReport(passed=True, reasons=["gate not applied: rollback to a version that served in "
                                                         "production before", *report.reasons],

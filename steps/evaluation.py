@@ -35,6 +35,6 @@ def evaluate_models(
         scores(kind, spec, test, pred),
         scores(kind, spec, test, baseline_pred),
         plots.forecast_week(spec, test, pred, baseline_pred),
-        plots.error_by_hour(spec, test, pred, baseline_pred),
-        plots.feature_importance(importance),
+        plots.error_by_hour(spec, test, pred, baseline_pred, kind),
+        plots.feature_importance(importance, kind.primary_metric),
     )

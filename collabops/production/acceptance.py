@@ -16,39 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from collabops.errors import ConfigError
+from collabops.settings import AcceptanceSettings
 
 if TYPE_CHECKING:  # the gate only reads a task's attributes; importing it at run time would pull in scikit-learn
     from collabops.training.tasks import Task
-
-
-@dataclass(frozen=True)
-class AcceptanceThresholds:
-    """Limits on the judged metric, in its unit (``max_error``) or as shares of production's figure.
-
-    ``max_error`` is the absolute limit: a ceiling when lower is better (an
-    error, the usual case, hence the name), a floor when higher is better.
-    ``max_regression`` and ``max_segment_regression`` are how much worse
-    than the production model the candidate may be, overall and per segment,
-    as a share of the production figure's magnitude (0.05 = 5 %).
-    """
-
-    max_error: float = 0.08
-    max_regression: float = 0.05
-    max_segment_regression: float = 0.15
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> AcceptanceThresholds:
-        """From the config's ``acceptance`` block; ``ConfigError`` for unknown keys or negative values."""
-        raw = dict(raw or {})
-        known = {"max_error", "max_regression", "max_segment_regression"}
-        unknown = sorted(set(raw) - known - {"require_approval"})
-        if unknown:
-            raise ConfigError(f"acceptance: unknown setting(s) {', '.join(unknown)}")
-        values = {k: float(v) for k, v in raw.items() if k in known}
-        for name, value in values.items():
-            if value < 0:
-                raise ConfigError(f"acceptance.{name} must not be negative, got {value}")
-        return cls(**values)
 
 
 @dataclass
@@ -119,7 +90,7 @@ def _worse(value: float, limit: float, greater_is_better: bool) -> bool:
     return value < limit if greater_is_better else value > limit
 
 
-def gate(candidate: dict[str, Any], thresholds: AcceptanceThresholds, metric: str | None = None,
+def gate(candidate: dict[str, Any], thresholds: AcceptanceSettings, metric: str | None = None,
          production: dict[str, Any] | None = None, university: dict[str, Any] | None = None, *,
          task: Task | None = None) -> AcceptanceReport:
     """Judge a candidate's holdout evaluation (``{"overall": {...}, "by_segment": {...}}``).
@@ -165,5 +136,6 @@ def gate(candidate: dict[str, Any], thresholds: AcceptanceThresholds, metric: st
         if not any(f.startswith("segment ") for f in failures):
             reasons.append(f"every segment within the {thresholds.max_segment_regression:.0%} margin of production")
     return AcceptanceReport(passed=not failures, reasons=failures + reasons, metric=metric, candidate=candidate,
-                            production=production, university=university, thresholds=thresholds.__dict__.copy(),
+                            production=production, university=university,
+                            thresholds=thresholds.model_dump(exclude={"metric"}),
                             failures=failures)

@@ -8,13 +8,15 @@ logged to MLflow as-is.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from collabops.data.contract import DataContract
-from collabops.training.metrics import mae_by
+from collabops.training.metrics import metric_by
+from collabops.training.tasks import Task
 
 
 def _figure(rows: int = 1, height: float = 3.2, width: float = 10.0) -> tuple[Any, Any]:
@@ -49,7 +51,7 @@ def forecast_week(contract: DataContract, test: pd.DataFrame, pred: np.ndarray,
     week = frame[frame[time] > end - pd.Timedelta(days=7)]
     chosen = week.drop_duplicates(segment)[entity].head(car_parks).tolist()
     fig, axes = _figure(rows=max(len(chosen), 1), height=2.4)
-    for ax, park in zip(axes[:, 0], chosen):
+    for ax, park in zip(axes[:, 0], chosen, strict=False):  # no entity: one empty panel
         series = week[week[entity] == park].sort_values(time)
         ax.plot(series[time], series[contract.target], label="actual", color="black", linewidth=1.2)
         ax.plot(series[time], series["_pred"], label="model", color="tab:blue", linewidth=1.0)
@@ -62,12 +64,13 @@ def forecast_week(contract: DataContract, test: pd.DataFrame, pred: np.ndarray,
     return _to_image(fig)
 
 
-def error_by_hour(contract: DataContract, test: pd.DataFrame, pred: np.ndarray, baseline_pred: np.ndarray) -> Any:
-    """Mean absolute error by hour of day, model next to baseline."""
+def error_by_hour(contract: DataContract, test: pd.DataFrame, pred: np.ndarray, baseline_pred: np.ndarray,
+                  task: Task) -> Any:
+    """The task's primary metric by hour of day of the time column, model next to baseline."""
     y = test[contract.target].to_numpy()
     hours = pd.to_datetime(test[contract.time_column]).dt.hour.to_numpy()
-    model_err = mae_by(hours, y, pred)
-    base_err = mae_by(hours, y, baseline_pred)
+    model_err = metric_by(hours, y, pred, task.metric)
+    base_err = metric_by(hours, y, baseline_pred, task.metric)
     order = sorted(model_err, key=int)
     x = np.array([int(h) for h in order])
     fig, axes = _figure()
@@ -76,19 +79,20 @@ def error_by_hour(contract: DataContract, test: pd.DataFrame, pred: np.ndarray, 
     ax.bar(x + 0.2, [base_err[h] for h in order], width=0.4, label="baseline", color="tab:orange")
     ax.set_xticks(x)
     ax.set_xlabel("hour of day")
-    ax.set_ylabel("MAE")
-    ax.set_title("Test error by hour of day")
+    ax.set_ylabel(task.primary_metric.upper())
+    ax.set_title(f"Test {task.primary_metric.upper()} by hour of day")
     ax.legend()
     return _to_image(fig)
 
 
-def feature_importance(importance: pd.Series, title: str = "Permutation importance on the test period") -> Any:
-    """Horizontal bars, most important input column on top."""
+def feature_importance(importance: pd.Series, metric: str,
+                       title: str = "Permutation importance on the test period") -> Any:
+    """Horizontal bars, most important input column on top; ``metric`` names the score importance is measured in."""
     ordered = importance.sort_values()
     fig, axes = _figure(height=0.35 * len(ordered) + 1.2, width=8)
     ax = axes[0, 0]
     ax.barh(list(map(str, ordered.index)), ordered.to_numpy(), color="tab:green")
-    ax.set_xlabel("increase in MAE when the column is shuffled")
+    ax.set_xlabel(f"loss in {metric.upper()} when the column is shuffled")
     ax.set_title(title)
     return _to_image(fig)
 

@@ -1,0 +1,99 @@
+"""The project file: typed, parsed once, every unknown or mistyped key refused naming the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collabops.errors import ConfigError
+from collabops.settings import DEFAULT_PROJECT, DeploymentSettings, ServingSettings, load_project, load_training_config
+
+
+def _project(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load(DEFAULT_PROJECT.read_text())
+    change(raw)
+    path = tmp_path / "project.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_default_project_resolves_its_files_next_to_it():
+    project = load_project()
+    assert project.model_name == "parking-occupancy" and project.task == "regression"
+    assert project.contract_path == DEFAULT_PROJECT.parent / "contract.yaml"
+    assert project.training_path.is_file() and project.keys_dir.name == "keys"
+    assert project.stack_of("industry") == "industry-local"
+    assert project.partner_of("university-local") == "university"
+
+
+def test_defaults_are_written_once_in_the_settings_classes():
+    # A project that leaves the deployment block out gets the same values as the classes' defaults.
+    assert DeploymentSettings().serving == ServingSettings()
+    assert ServingSettings().port == 8000 and ServingSettings().workers == 2
+    assert DeploymentSettings().acceptance.metric is None  # the task's metric
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda r: r["deployment"]["serving"].update(prot=9000), ["deployment.serving.prot: unknown setting"]),
+    (lambda r: r["deployment"]["serving"].update(port=70000), ["deployment.serving.port", "65535", "70000"]),
+    (lambda r: r["deployment"]["serving"].update(port="8000"), ["deployment.serving.port", "'8000'"]),
+    (lambda r: r["deployment"]["serving"].update(workers=1.5), ["deployment.serving.workers"]),
+    (lambda r: r["deployment"]["acceptance"].update(max_eror=0.1), ["deployment.acceptance.max_eror: unknown"]),
+    (lambda r: r["deployment"]["smoke_test"].update(rows=0), ["deployment.smoke_test.rows"]),
+    (lambda r: r["exchange"].update(holdout_fraction=1.5), ["exchange.holdout_fraction"]),
+    (lambda r: r.update(approval=True), ["approval: unknown setting"]),
+    (lambda r: r.pop("model_name"), ["model_name: required setting is missing"]),
+    (lambda r: r.update(default_partner="hospital"), ["default_partner 'hospital' is not one of the partners"]),
+])
+def test_bad_project_files_are_refused_naming_file_and_key(tmp_path, change, fragments):
+    path = _project(tmp_path, change)
+    with pytest.raises(ConfigError) as refused:
+        load_project(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_a_value_is_never_silently_converted(tmp_path):
+    # Strict: a quoted number or a yes/no string is refused, never turned into a number or a bool.
+    path = _project(tmp_path, lambda r: r["deployment"].update(require_approval="yes"))
+    with pytest.raises(ConfigError, match="require_approval"):
+        load_project(path)
+    # An integer where a float is expected loses nothing and is accepted (pydantic's strict-mode rule).
+    path = _project(tmp_path, lambda r: r["deployment"]["acceptance"].update(max_error=1))
+    assert load_project(path).deployment.acceptance.max_error == 1.0
+
+
+def test_an_unknown_partner_names_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown partner 'hospital' \(partners in .*: industry, university\)"):
+        load_project().stack_of("hospital")
+
+
+@pytest.mark.parametrize("parameters, fragment", [
+    ({"model_name": "x"}, "parameters.model_name belongs in the project file, as 'model_name'"),
+    ({"contract_path": "c.yaml"}, "parameters.contract_path belongs in the project file, as 'contract'"),
+    ({"serach": {}}, "parameters.serach: unknown setting"),
+    ({"split": {"test_fraction": 2}}, "split.test_fraction must be between 0 and 1"),
+    ({"generator": {"monts": 2}}, "parameters.generator"),
+])
+def test_bad_training_configs_are_refused_naming_file_and_key(tmp_path, parameters, fragment):
+    path = tmp_path / "training.yaml"
+    path.write_text(yaml.safe_dump({"parameters": parameters}))
+    with pytest.raises(ConfigError) as refused:
+        load_training_config(path)
+    assert str(refused.value).startswith(f"{path}: ") and fragment in str(refused.value)
+
+
+def test_missing_and_malformed_files_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="project file not found"):
+        load_project(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_project(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_project(bad)
