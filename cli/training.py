@@ -90,7 +90,7 @@ def preflight(project: ProjectSettings, data: Path, split: dict[str, Any] | None
     from collabops.data.split import SplitSettings, time_split
 
     contract = load_contract(project.contract_path)
-    frame = contract.validate(read_table(data), source=str(data))
+    frame = contract.validate(read_table(data, contract), source=str(data))
     contract.check_trainable(frame, source=str(data))
     if split is not None:
         time_split(frame, contract.time_column, SplitSettings.from_dict(split), source=str(data))

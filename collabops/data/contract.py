@@ -4,9 +4,12 @@ Both partners validate against the same contract file, so changing the
 dataset means editing ``configs/contract.yaml``, not code. The contract says,
 for every column, its type, allowed range or categories, whether it may be
 null and whether it is personal data, and which columns are the time, the
-target, the series entity and the reporting segment. Validation is done by
-pandera; this module turns pandera's failure table into one message that
-names the file, the column and the first offending rows.
+target, the series entity and the reporting segment. The contract compiles
+into column rules (:mod:`collabops.data.rules`), the one definition of what a
+value means that frames, file chunks and request records all use. Frames are
+validated by the pandera schema built from those rules; this module turns
+pandera's failure table into one message that names the file, the column and
+the first offending rows.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from collabops.data import rules as rules_module
 from collabops.errors import ConfigError, DataError
 
 COLUMN_TYPES = ("datetime", "string", "category", "int", "float", "bool")
@@ -35,10 +39,12 @@ class ColumnSpec:
     type: str
     nullable: bool = False
     personal: bool = False
-    min: Optional[float] = None
-    max: Optional[float] = None
-    categories: Optional[tuple[str, ...]] = None
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
     description: str = ""
+    max_length: int | None = None
+    """Longest text a string column accepts (None: ``rules.DEFAULT_MAX_LENGTH``)."""
 
     def describe_domain(self) -> str:
         """Human-readable allowed values, for error messages."""
@@ -91,23 +97,36 @@ class DataContract:
         canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def validate(self, frame: pd.DataFrame, source: str, columns: Optional[list[str]] = None,
+    def validate(self, frame: pd.DataFrame, source: str, columns: list[str] | None = None,
                  row_offset: int = 0) -> pd.DataFrame:
-        """Return ``frame`` coerced to the contract's types, or raise ``DataError``.
+        """Return ``frame[columns]`` converted to the contract's types, or raise ``DataError``.
+
+        The contract's column rules (:mod:`collabops.data.rules`) decide, as a
+        pandera schema: nothing is converted with a loss (``"717"`` is not an
+        int, 500.9 is not an int, 1 is not a bool, a number is not a string or
+        a timestamp). The result has the columns' final dtypes
+        (datetime64[ns], int64 or Int64 when nullable, float64, bool or
+        boolean when nullable, object for text). Read files with
+        ``dataset.read_table(path, contract)`` so that their spellings
+        (``true``/``0``, numbers as text) are read first.
 
         ``source`` names the data (usually its file path) in the error message.
         Rows in messages are counted from 1, header excluded; ``row_offset``
         shifts them when ``frame`` is a chunk of a larger file. ``columns``
         limits the check to those columns (scoring needs only the features).
+        Refused: no rows, a column missing or present twice, any value its
+        rule refuses, a repeated (entity, time) key.
         """
         import pandera.errors
 
         if len(frame) == 0:
             raise DataError(f"{source}: has a header but no data rows")
-        frame = frame.reset_index(drop=True)
-        if row_offset:
-            frame.index = frame.index + row_offset
         wanted = list(columns) if columns is not None else self.column_names
+        names = list(map(str, frame.columns))
+        twice = [name for name in wanted if names.count(name) > 1]
+        if twice:
+            raise DataError(f"{source}: column '{twice[0]}' appears {names.count(twice[0])} times; "
+                            "each column must appear once")
         missing = [name for name in wanted if name not in frame.columns]
         if missing:
             present = ", ".join(map(str, frame.columns))
@@ -115,11 +134,23 @@ class DataContract:
                 f"{source}: missing required column(s) {', '.join(repr(m) for m in missing)} "
                 f"(the contract '{self.name}' needs them; the file has: {present})"
             )
+        frame = frame[wanted].reset_index(drop=True)
+        if row_offset:
+            frame.index = frame.index + row_offset
+        rules = self.rules
+        checked = rules.check_frame(frame, wanted)
         try:
-            validated = self._schema(wanted).validate(frame[wanted], lazy=True)
+            validated = rules.schema(wanted).validate(checked.values, lazy=True)
         except pandera.errors.SchemaErrors as exc:
             raise DataError(_describe_failures(self, exc.failure_cases, source)) from None
+        if not checked.ok:  # the schema runs the same checks: this would be a bug in the rules
+            raise DataError(_describe_problems(self, checked.problems, source))
         return validated.reset_index(drop=True) if row_offset else validated
+
+    @property
+    def rules(self) -> rules_module.ContractRules:
+        """The contract compiled into column rules (once per contract)."""
+        return rules_module.rules_for(self)
 
     def check_trainable(self, frame: pd.DataFrame, source: str) -> None:
         """Refuse a target with a single value: there is nothing to learn from it."""
@@ -129,62 +160,51 @@ class DataContract:
             raise DataError(f"{source}: column '{self.target}' (the target) is constant: every row is {only}; "
                             "a model cannot learn anything from it")
 
-    def _schema(self, wanted: list[str]) -> Any:
-        import pandera.pandas as pa
-
-        columns = {}
-        for spec in (c for c in self.columns if c.name in wanted):
-            checks = []
-            if spec.categories is not None:
-                checks.append(pa.Check.isin(list(spec.categories)))
-            if spec.min is not None:
-                checks.append(pa.Check.ge(spec.min))
-            if spec.max is not None:
-                checks.append(pa.Check.le(spec.max))
-            columns[spec.name] = pa.Column(
-                _pandas_dtype(spec), checks=checks, nullable=spec.nullable, coerce=True
-            )
-        keys = [self.entity_column, self.time_column]
-        return pa.DataFrameSchema(
-            columns,
-            unique=keys if set(keys) <= set(wanted) else None,
-            report_duplicates="exclude_first",
-            strict=False,
-        )
-
-
-def _pandas_dtype(spec: ColumnSpec) -> str:
-    if spec.type == "datetime":
-        return "datetime64[ns]"
-    if spec.type == "int":
-        return "Int64" if spec.nullable else "int64"
-    if spec.type == "float":
-        return "float64"
-    if spec.type == "bool":
-        return "boolean" if spec.nullable else "bool"
-    return "str"
-
 
 def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: str) -> str:
     """Condense pandera's failure-case table into one message per column and check."""
     problems: list[str] = []
-    # A column whose values are of the wrong type also fails its range checks,
-    # with errors about comparing types; report only the type problem.
     checks = failures["check"].astype(str)
-    mistyped = set(failures.loc[checks.str.startswith("coerce_dtype"), "column"])
-    failures = failures[~failures["column"].isin(mistyped) | checks.str.startswith("coerce_dtype")]
+    duplicates = failures[checks.str.startswith("multiple_fields_uniqueness")]
+    if len(duplicates):  # one line for the key, not one per key column
+        failures = failures[~checks.str.startswith("multiple_fields_uniqueness")]
+        keys = [contract.entity_column, contract.time_column]
+        cases = duplicates.pivot_table(index="index", columns="column", values="failure_case", aggfunc="first")
+        examples = [f"({', '.join(_show(row.get(k)) for k in keys)}) (row {int(i) + 1})"
+                    for i, row in cases.sort_index().iterrows()]
+        problems.append(_problem_text(contract, "None", "multiple_fields_uniqueness", len(examples),
+                                      _shown(examples, len(examples))))
     for (column, check), group in failures.groupby(["column", "check"], sort=False, dropna=False):
+        group = group.sort_values("index", kind="stable")
         rows = [int(i) + 1 for i in group["index"].dropna().tolist()]
-        examples = ", ".join(
-            f"{_show(case)} (row {row})" for case, row in zip(group["failure_case"], rows)
-        ) if rows else ", ".join(_show(c) for c in group["failure_case"][:_MAX_ROWS_SHOWN])
-        count = len(group)
-        shown = examples if count <= _MAX_ROWS_SHOWN else (
-            ", ".join(examples.split(", ")[:_MAX_ROWS_SHOWN]) + f", ... ({count} rows in all)"
-        )
-        problem = _problem_text(contract, str(column), str(check), count, shown)
+        cases = list(group["failure_case"])
+        examples = [f"{_show(case)} (row {row})" for case, row in zip(cases, rows, strict=False)] if rows else \
+            [_show(case) for case in cases]
+        problem = _problem_text(contract, str(column), str(check), len(group), _shown(examples, len(group)))
         if problem not in problems:
             problems.append(problem)
+    return _message(contract, problems, source)
+
+
+def _describe_problems(contract: DataContract, found: tuple[rules_module.FrameProblem, ...], source: str) -> str:
+    """The rules' own problems in the same words (used only if pandera and the rules were ever to disagree)."""
+    check = {rules_module.NULL: "not_nullable", rules_module.DUPLICATE: "multiple_fields_uniqueness"}
+    problems = []
+    for problem in found:
+        examples = [f"row {row + 1}" for row in problem.rows]
+        name = check.get(problem.problem, rules_module.CHECK_PREFIX + problem.problem)
+        problems.append(_problem_text(contract, problem.column if problem.problem != rules_module.DUPLICATE
+                                      else "None", name, len(problem.rows), _shown(examples, len(examples))))
+    return _message(contract, problems, source)
+
+
+def _shown(examples: list[str], count: int) -> str:
+    if count <= _MAX_ROWS_SHOWN:
+        return ", ".join(examples)
+    return ", ".join(examples[:_MAX_ROWS_SHOWN]) + f", ... ({count} rows in all)"
+
+
+def _message(contract: DataContract, problems: list[str], source: str) -> str:
     head = f"{source}: {len(problems)} problem(s) against the data contract '{contract.name}':"
     lines = problems[:_MAX_PROBLEMS_SHOWN]
     if len(problems) > _MAX_PROBLEMS_SHOWN:
@@ -193,10 +213,8 @@ def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: s
 
 
 def _show(value: Any) -> str:
-    """A value as the user wrote it: numbers plain, text quoted, numpy scalars unwrapped."""
-    if hasattr(value, "item"):
-        value = value.item()
-    return repr(value) if isinstance(value, str) else str(value)
+    """A value as the user wrote it: numbers plain, text quoted (long text cut), numpy scalars unwrapped."""
+    return rules_module.show(value)
 
 
 def _problem_text(contract: DataContract, column: str, check: str, count: int, shown: str) -> str:
@@ -207,10 +225,13 @@ def _problem_text(contract: DataContract, column: str, check: str, count: int, s
         spec = contract.column(column)
     except KeyError:
         return f"column '{column}': failed {check}: {shown}"
-    if check.startswith("coerce_dtype") or check.startswith("dtype"):
+    if check == rules_module.CHECK_PREFIX + rules_module.TYPE:
         return f"column '{column}': values are not of type {spec.type}: {shown}"
     if check == "not_nullable":
         return f"column '{column}': {count} null value(s) but the column is not nullable: {shown}"
+    if check == rules_module.CHECK_PREFIX + rules_module.LENGTH:
+        limit = contract.rules.rule(column).max_length
+        return f"column '{column}': {count} value(s) longer than {limit} characters: {shown}"
     return f"column '{column}': {count} value(s) not {spec.describe_domain()}: {shown}"
 
 
@@ -273,7 +294,7 @@ def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
     if not isinstance(item, dict) or "name" not in item or "type" not in item:
         raise ConfigError(f"{where}: each column needs at least 'name' and 'type'")
     where = f"{source}: column '{item['name']}'"
-    known = {"name", "type", "nullable", "personal", "min", "max", "categories", "description"}
+    known = {"name", "type", "nullable", "personal", "min", "max", "categories", "description", "max_length"}
     unknown = sorted(set(item) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -282,6 +303,14 @@ def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
     categories = item.get("categories")
     if item["type"] == "category" and not categories:
         raise ConfigError(f"{where}: a category column needs a non-empty 'categories' list")
+    if (item.get("min") is not None or item.get("max") is not None) and item["type"] not in ("int", "float"):
+        raise ConfigError(f"{where}: 'min' and 'max' apply to int and float columns only")
+    max_length = item.get("max_length")
+    if max_length is not None:
+        if item["type"] != "string":
+            raise ConfigError(f"{where}: 'max_length' applies to string columns only")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ConfigError(f"{where}: 'max_length' must be a whole number of at least 1, not {max_length!r}")
     return ColumnSpec(
         name=str(item["name"]),
         type=str(item["type"]),
@@ -291,5 +320,6 @@ def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
         max=None if item.get("max") is None else float(item["max"]),
         categories=None if categories is None else tuple(str(c) for c in categories),
         description=str(item.get("description", "")),
+        max_length=max_length,
     )
 

@@ -5,14 +5,12 @@ frame and validating it with pandera, and ~8 ms in the pipeline's
 ``CalendarFeatures`` and ``ColumnTransformer``, against ~1 ms in the trees.
 This module removes the first two costs without changing any answer:
 
-* :class:`RecordValidator` checks request records against the contract one
-  value at a time (types, nullability, min/max, categories, the
-  (entity, time) key) and returns them normalised, in feature order. It only
-  accepts values in their plain JSON form (an int for an int column, an ISO
-  timestamp without a time zone, ...). Anything else, wrong or merely unusual
-  (``"717"`` for an int, which pandera coerces), raises :class:`RecordRejected`
-  naming the record and field, and the service then takes its pandera path,
-  so what is accepted, how it is coerced and the 422 message are unchanged.
+* request records are checked by the contract's column rules, one value at a
+  time (:class:`collabops.data.rules.RecordValidator`, which needs no model):
+  the same rules as the pandera schema of :meth:`DataContract.validate` and
+  the chunk validator of batch scoring, so the fast path accepts exactly what
+  those accept; refused records raise :class:`RecordError` (also importable
+  here as ``RecordRejected``) naming the record and field.
 * :class:`CompiledPipeline` turns the fitted
   ``CalendarFeatures -> ColumnTransformer(OneHotEncoder, passthrough) -> estimator``
   pipeline into index tables (one-hot positions from the encoder's fitted
@@ -30,12 +28,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import warnings
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from collabops.data.rules import RecordError, RecordValidator
 
 if TYPE_CHECKING:
     from collabops.data.contract import DataContract
@@ -51,157 +50,12 @@ TREE_ROWS = 16
 
 UNKNOWN_PROBE = "__collabops_unknown_category__"
 
-# Timestamps the fast path parses itself: ISO dates and date-times without a time zone. pandas infers one
-# format from the first value and applies it to all, so the fast path also needs every record of a request
-# to use the same layout; anything else goes to pandera, which decides exactly as before.
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
-_FIRST_NS_YEAR, _LAST_NS_YEAR = 1678, 2261  # whole years inside pandas' datetime64[ns] range
-_INT64 = 2 ** 63
-_EXACT_FLOAT_INT = 2 ** 53
-
-
-class RecordRejected(ValueError):
-    """A record the fast path does not accept as it is; the message names the record and the field."""
-
-    def __init__(self, index: int, field: str, problem: str) -> None:
-        super().__init__(f"record {index}: column '{field}': {problem}")
-        self.index, self.field, self.problem = index, field, problem
+RecordRejected = RecordError
+"""The per-record validator's refusal, under its former name (``serving`` catches it)."""
 
 
 class NotCompilable(ValueError):
     """The model is not of the shape the compiled path reproduces."""
-
-
-# ----------------------------------------------------------------------------- validation
-
-class _Bad(Exception):
-    """One value refused, with the reason; turned into :class:`RecordRejected` with its position."""
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _number_check(spec: Any) -> Callable[[float], bool]:
-    low, high = spec.min, spec.max
-    if low is not None and high is not None:
-        return lambda v: low <= v <= high
-    if low is not None:
-        return lambda v: low <= v
-    if high is not None:
-        return lambda v: v <= high
-    return lambda v: True
-
-
-def _value_checker(spec: Any) -> Callable[[Any], Any]:
-    """A function that returns the normalised value or raises ``_Bad``."""
-    nullable, kind, inside = spec.nullable, spec.type, _number_check(spec)
-
-    if kind == "int":
-        def check(v: Any) -> Any:
-            if type(v) is not int or not -_INT64 <= v < _INT64:
-                # None in a nullable int column becomes pandas.NA, which the pipeline cannot take: leave it
-                # (and every other spelling) to the pandera path so the outcome stays what it was.
-                raise _Bad(f"{_show(v)} is not a plain JSON integer")
-            if not inside(v):
-                raise _Bad(f"{_show(v)} is not {spec.describe_domain()}")
-            return v
-    elif kind == "float":
-        def check(v: Any) -> Any:
-            if type(v) is float:
-                if v != v:
-                    if nullable:
-                        return math.nan
-                    raise _Bad("NaN but the column is not nullable")
-            elif type(v) is int and -_EXACT_FLOAT_INT <= v <= _EXACT_FLOAT_INT:
-                v = float(v)
-            elif v is None and nullable:
-                return math.nan
-            else:
-                raise _Bad(f"{_show(v)} is not a JSON number" if v is not None else "null but the column "
-                           "is not nullable")
-            if not inside(v):
-                raise _Bad(f"{_show(v)} is not {spec.describe_domain()}")
-            return v
-    elif kind == "bool":
-        def check(v: Any) -> Any:
-            if type(v) is bool or (v is None and nullable):
-                return v
-            raise _Bad(f"{_show(v)} is not true or false")
-    elif kind in ("string", "category"):
-        allowed = frozenset(spec.categories) if spec.categories is not None else None
-
-        def check(v: Any) -> Any:
-            if type(v) is str:
-                if allowed is not None and v not in allowed:
-                    raise _Bad(f"{_show(v)} is not {spec.describe_domain()}")
-                return v
-            if v is None and nullable:
-                return None
-            raise _Bad(f"{_show(v)} is not a JSON string" if v is not None else "null but the column "
-                       "is not nullable")
-    elif kind == "datetime":
-        def check(v: Any) -> Any:
-            if type(v) is not str or _TIMESTAMP.fullmatch(v) is None:
-                raise _Bad(f"{_show(v)} is not an ISO timestamp without a time zone")
-            try:
-                moment = dt.datetime.fromisoformat(v)
-            except ValueError:
-                raise _Bad(f"{_show(v)} is not a valid date or time") from None
-            if not _FIRST_NS_YEAR <= moment.year <= _LAST_NS_YEAR:
-                raise _Bad(f"{_show(v)} is outside the years {_FIRST_NS_YEAR}-{_LAST_NS_YEAR}")
-            return moment
-    else:
-        raise NotCompilable(f"column '{spec.name}' has type '{kind}', which the fast validation does not know")
-    return check
-
-
-class RecordValidator:
-    """Checks request records against the contract's feature columns without pandas or pandera.
-
-    ``rows`` returns one tuple per record with the values normalised (float
-    columns as floats with NaN for null, timestamps as naive ``datetime``) in
-    the order of ``features``.
-    """
-
-    def __init__(self, contract: DataContract, features: list[str]) -> None:
-        self.features = list(features)
-        self._checks = [(name, _value_checker(contract.column(name))) for name in self.features]
-        self._time = self.features.index(contract.time_column) if contract.time_column in self.features else None
-        keys = (contract.entity_column, contract.time_column)
-        self._keys = tuple(self.features.index(k) for k in keys) if set(keys) <= set(self.features) else None
-
-    def rows(self, records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Normalised values of every record, or ``RecordRejected`` for the first one not accepted."""
-        checks, out = self._checks, []
-        layout: Optional[tuple[int, str]] = None
-        for index, record in enumerate(records):
-            values = []
-            for name, check in checks:
-                try:
-                    values.append(check(record[name]))
-                except KeyError:
-                    raise RecordRejected(index, name, "missing") from None
-                except _Bad as bad:
-                    raise RecordRejected(index, name, str(bad)) from None
-            if self._time is not None:
-                text = record[self.features[self._time]]
-                shape = (len(text), text[10:11])
-                if layout is None:
-                    layout = shape
-                elif shape != layout:
-                    raise RecordRejected(index, self.features[self._time],
-                                         f"{text!r} is written differently from record 0's timestamp")
-            out.append(tuple(values))
-        if self._keys is not None and len(out) > 1:
-            seen: set[tuple[Any, Any]] = set()
-            a, b = self._keys
-            for index, values in enumerate(out):
-                key = (values[a], values[b])
-                if key in seen:
-                    raise RecordRejected(index, self.features[a], "duplicate (entity, time) key in the request")
-                seen.add(key)
-        return out
 
 
 # ----------------------------------------------------------------------------- the compiled pipeline
@@ -216,7 +70,7 @@ class _OneHot:
 
     source: int
     positions: dict[Any, int]
-    null_position: Optional[int]
+    null_position: int | None
 
 
 @dataclass(frozen=True)
@@ -230,14 +84,14 @@ class CompiledPipeline:
     onehot: tuple[_OneHot, ...]
     passthrough: tuple[tuple[int, int], ...]  # (input position, output position)
     estimator: Any
-    trees: Optional["CompiledTrees"] = None
+    trees: CompiledTrees | None = None
     tree_rows: int = 0
 
     def matrix(self, rows: list[tuple[Any, ...]]) -> np.ndarray:
         """The float matrix the final estimator takes, from rows in ``features`` order."""
         n = len(rows)
         X = np.zeros((n, self.width), dtype=np.float64)
-        columns = list(zip(*rows))
+        columns = list(zip(*rows, strict=True))
         moments = columns[self.time_source]
         for name, position in self.calendar:
             X[:, position] = _calendar_values(name, moments)
@@ -246,7 +100,7 @@ class CompiledPipeline:
             hits = [(i, null if value is None else lookup(value)) for i, value in enumerate(columns[encoded.source])]
             hits = [(i, j) for i, j in hits if j is not None]
             if hits:
-                rows_hit, cols_hit = zip(*hits)
+                rows_hit, cols_hit = zip(*hits, strict=True)
                 X[list(rows_hit), list(cols_hit)] = 1.0
         for source, position in self.passthrough:
             X[:, position] = np.array(columns[source], dtype=np.float64)
@@ -292,7 +146,7 @@ class CompiledTrees:
         except (AttributeError, KeyError, ValueError, TypeError) as exc:
             raise NotCompilable(f"cannot read the fitted trees: {type(exc).__name__}: {exc}") from None
         sizes = [len(n) for n in nodes]
-        offsets = np.cumsum([0] + sizes[:-1]).astype(np.intp)
+        offsets = np.cumsum([0, *sizes[:-1]]).astype(np.intp)
         flat = np.concatenate(nodes)
         shift = np.repeat(offsets, sizes)
         leaf = flat["is_leaf"].astype(bool)
@@ -341,7 +195,7 @@ def _column_names(transformer: Any, columns: Any, names_in: list[str]) -> list[s
         return [columns]
     selected = list(np.asarray(columns).ravel()) if not isinstance(columns, slice) else names_in[columns]
     if selected and all(isinstance(c, (bool, np.bool_)) for c in selected):
-        return [n for n, keep in zip(names_in, selected) if keep]
+        return [n for n, keep in zip(names_in, selected, strict=True) if keep]
     if selected and all(isinstance(c, (int, np.integer)) for c in selected):
         return [names_in[int(c)] for c in selected]
     if all(isinstance(c, str) for c in selected):
@@ -413,7 +267,7 @@ def compile_pipeline(model: Any, contract: DataContract, features: list[str]) ->
     if covered != sorted(set(covered)) or (covered and covered[-1] >= width):
         raise NotCompilable("output positions overlap or fall outside the matrix")
     try:
-        trees: Optional[CompiledTrees] = CompiledTrees(estimator)
+        trees: CompiledTrees | None = CompiledTrees(estimator)
     except NotCompilable:
         trees = None  # the estimator's own predict still gets the compiled matrix
     return CompiledPipeline(tuple(features), width, source[contract.time_column], tuple(calendar_out),
@@ -430,14 +284,14 @@ def _compile_encoder(encoder: Any, names: list[str], source: dict[str, int], con
         raise NotCompilable("OneHotEncoder does not produce a dense float64 matrix")
     drops = encoder.drop_idx_ if encoder.drop_idx_ is not None else [None] * len(names)
     encoded, position = [], start
-    for column, categories, drop in zip(names, encoder.categories_, drops):
+    for column, categories, drop in zip(names, encoder.categories_, drops, strict=True):
         if column not in source:
             raise NotCompilable(f"column '{column}', made by CalendarFeatures, is one-hot encoded")
         kind = contract.column(column).type
         if kind not in ("string", "category", "bool"):
             raise NotCompilable(f"column '{column}' of type {kind} is one-hot encoded")
         positions: dict[Any, int] = {}
-        null_position: Optional[int] = None
+        null_position: int | None = None
         for k, category in enumerate(categories.tolist()):
             if drop is not None and k == int(drop):
                 continue
@@ -488,7 +342,7 @@ def reference_records(sample: Any, contract: DataContract, features: list[str],
 
 
 def load_compiled(model: Any, contract: DataContract, features: list[str],
-                  sample: Optional[Any]) -> tuple[Optional[CompiledModel], str]:
+                  sample: Any | None) -> tuple[CompiledModel | None, str]:
     """The compiled path if it reproduces ``model.predict`` on the reference sample, and a line saying why or why not.
 
     Every reference batch is predicted three ways: by the pipeline on the
@@ -530,7 +384,7 @@ def load_compiled(model: Any, contract: DataContract, features: list[str],
                 step = max(pipeline.tree_rows, 1)
                 by_trees = np.concatenate([pipeline.trees.predict(matrix[i:i + step])
                                            for i in range(0, len(rows), step)])
-        except RecordRejected as exc:
+        except RecordError as exc:
             return None, f"sklearn (the compiled path refused a reference row: {exc})"
         except Exception as exc:  # noqa: BLE001 - any failure means: do not trust the compiled path
             return None, f"sklearn (compiled prediction failed: {type(exc).__name__}: {exc})"
@@ -564,9 +418,9 @@ def frame_from_rows(rows: list[tuple[Any, ...]], contract: DataContract, feature
     """Validated rows as the frame pandera would have produced (same columns and dtypes), for the inference log."""
     import pandas as pd
 
-    columns = list(zip(*rows)) if rows else [()] * len(features)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(features)
     data: dict[str, Any] = {}
-    for name, values in zip(features, columns):
+    for name, values in zip(features, columns, strict=True):
         spec = contract.column(name)
         if spec.type == "datetime":
             data[name] = pd.Series(pd.to_datetime(list(values))).astype("datetime64[ns]")

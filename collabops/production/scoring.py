@@ -9,11 +9,14 @@ How it is fast (``bench/batch_scoring.py`` measures it against one bare
 
 * only the contract's feature columns are read (personal columns and the
   target are never needed to score);
-* a clean chunk, the usual case, is validated with a few vectorised checks
-  (:func:`fast_validate`); a chunk those checks cannot vouch for goes through
-  the contract's pandera schema (:meth:`DataContract.validate`), which then
-  decides and words the error, so messages are exactly the contract's: file,
-  column and rows counted from 1 over the whole file;
+* the file is read by ``dataset.iter_table`` with the contract (the same
+  reader, spellings and file errors as training);
+* every chunk is checked by the contract's column rules, vectorised
+  (:func:`fast_validate`, :meth:`ContractRules.check_frame`), without
+  pandera; a chunk the rules refuse goes through the contract's pandera
+  schema (:meth:`DataContract.validate`, the same rules), which words the
+  error, so messages are exactly the contract's: file, column and rows
+  counted from 1 over the whole file;
 * the model is called on blocks of ``predict_rows`` rows, small enough for
   the encoded block to stay in the CPU cache (one call on millions of rows is
   memory-bound and slower per row);
@@ -36,15 +39,16 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from collabops.data.contract import ColumnSpec, DataContract
-from collabops.data.dataset import SUFFIXES, check_readable
+from collabops.data.contract import DataContract
+from collabops.data.dataset import SUFFIXES, iter_table
 from collabops.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ _PREFETCH_CHUNKS = 2
 
 def score_file(model: Any, contract: DataContract, source: Path, out: Path, model_version: str, bundle_id: str,
                chunk_rows: int = DEFAULT_CHUNK_ROWS, overwrite: bool = False,
-               predict_rows: int = DEFAULT_PREDICT_ROWS, threads: Optional[int] = None) -> int:
+               predict_rows: int = DEFAULT_PREDICT_ROWS, threads: int | None = None) -> int:
     """Score every row of ``source`` into ``out`` (CSV or Parquet by extension); return the row count.
 
     ``threads`` prediction threads (default: one per CPU this process may
@@ -83,7 +87,7 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
     total = _row_count(source)
     writer = _Writer(partial, out_kind)
     chunks: Any = _validated_chunks(contract, source, features, chunk_rows)
-    pool: Optional[ThreadPoolExecutor] = None
+    pool: ThreadPoolExecutor | None = None
     # Chunk k's blocks are queued for the pool before chunk k-1 is awaited and written: the pool never idles.
     pending: deque = deque()
     rows = 0
@@ -122,113 +126,43 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _write_scored(writer: "_Writer", entry: tuple[pd.DataFrame, Callable[[], np.ndarray]], model_version: str,
+def _write_scored(writer: _Writer, entry: tuple[pd.DataFrame, Callable[[], np.ndarray]], model_version: str,
                   bundle_id: str) -> int:
     keys, prediction = entry
     writer.write(keys, prediction(), model_version, bundle_id)
     return len(keys)
 
 
-def _log_progress(rows: int, total: Optional[int], started: float) -> None:
+def _log_progress(rows: int, total: int | None, started: float) -> None:
     elapsed = time.perf_counter() - started
     logger.info("scored %s%s rows (%s rows/s, %.1f s)", f"{rows:,}", f" of {total:,}" if total else "",
                 f"{rows / elapsed:,.0f}" if elapsed > 0 else "-", elapsed)
 
 
-def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str]) -> Optional[pd.DataFrame]:
-    """``frame[columns]`` coerced exactly as the contract's pandera schema coerces it, or None when in doubt.
+def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame | None:
+    """``frame[columns]`` validated and converted by the contract's rules, vectorised, or None if they refuse it.
 
-    Decides only the common case: every column present and already of its
-    contract type (or of one that converts without loss: datetime64 of another
-    unit, ISO date strings, a narrower int or float), no null where the
-    contract forbids one, every value in its range or categories, and the
-    (entity, time) keys unique. Anything else, including every invalid chunk,
-    returns None: the caller then runs :meth:`DataContract.validate`, which
-    accepts, coerces or words the error. So this may refuse what the contract
-    accepts, but never accepts what it refuses, and where it accepts, the
-    result equals the contract's (tests/unit/test_scoring_chunks.py).
+    The chunk validator of batch scoring: the checks of
+    :meth:`ContractRules.check_frame` (types, nulls, min/max, categories,
+    text length, unique (entity, time) keys), the same rules and conversions
+    as :meth:`DataContract.validate` without pandera's overhead. Returns a
+    frame indexed from 0, equal to what the contract returns for ``frame``
+    (tests/unit/test_scoring_chunks.py, tests/unit/test_rules_agree.py), or
+    None for an empty frame, a missing or repeated column or any value
+    refused: the caller then runs :meth:`DataContract.validate`, which words
+    the error.
     """
     if len(frame) == 0 or frame.columns.has_duplicates or not set(columns) <= set(frame.columns):
         return None
-    coerced = {}
-    for name in columns:
-        values = _fast_column(contract.column(name), frame[name])
-        if values is None:
-            return None
-        coerced[name] = values
-    result = pd.DataFrame(coerced, index=pd.RangeIndex(len(frame)))
-    keys = [contract.entity_column, contract.time_column]
-    if set(keys) <= set(columns) and result.duplicated(keys).any():
-        return None
-    return result
-
-
-def _fast_column(spec: ColumnSpec, series: pd.Series) -> Optional[np.ndarray]:
-    """One column's values as the contract's type, or None if a vectorised check cannot vouch for them."""
-    dtype = series.dtype
-    numpy_dtype = isinstance(dtype, np.dtype)
-    if spec.type == "datetime":
-        if spec.min is not None or spec.max is not None:
-            return None
-        if numpy_dtype and dtype.kind == "M":
-            values = series.to_numpy()
-            if dtype != np.dtype("datetime64[ns]"):
-                try:
-                    values = series.astype("datetime64[ns]").to_numpy()
-                except (ValueError, OverflowError):
-                    return None
-        elif dtype == object:
-            # The contract's own coercion starts with this same call (and passes its warnings on);
-            # what it does beyond it (mixed time zones, UTC) is left to it.
-            try:
-                parsed = pd.to_datetime(series)
-            except (ValueError, TypeError, OverflowError):
-                return None
-            if parsed.dtype != np.dtype("datetime64[ns]"):
-                return None
-            values = parsed.to_numpy()
-        else:
-            return None
-        nulls = np.isnat(values)
-        return None if (nulls.any() and not spec.nullable) else values
-    if spec.type in ("string", "category"):
-        if dtype != object or pd.api.types.infer_dtype(series, skipna=False) != "string":
-            return None  # nulls, numbers, pandas string dtypes: the contract's coercion decides
-        values = series.to_numpy()
-        if spec.categories is not None and not series.isin(spec.categories).all():
-            return None
-        return values
-    if spec.type == "bool":
-        return series.to_numpy() if (numpy_dtype and dtype.kind == "b" and not spec.nullable) else None
-    if spec.type == "int":
-        if spec.nullable or not numpy_dtype or dtype.kind not in "iu" or (dtype.kind == "u" and dtype.itemsize == 8):
-            return None
-        values = series.to_numpy().astype(np.int64, copy=False)
-        return values if _in_range(spec, values) else None
-    if spec.type == "float":
-        if not numpy_dtype or dtype.kind not in "fiu":
-            return None
-        values = series.to_numpy().astype(np.float64, copy=False)
-        nulls = np.isnan(values)
-        if nulls.any():
-            if not spec.nullable:
-                return None
-            return values if _in_range(spec, values[~nulls]) else None
-        return values if _in_range(spec, values) else None
-    return None
-
-
-def _in_range(spec: ColumnSpec, values: np.ndarray) -> bool:
-    if spec.min is not None and not (values >= spec.min).all():
-        return False
-    return spec.max is None or bool((values <= spec.max).all())
+    checked = contract.rules.check_frame(frame[columns].reset_index(drop=True), columns)
+    return checked.values if checked.ok else None
 
 
 def _validated_chunks(contract: DataContract, source: Path, features: list[str],
                       chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file's chunks, each validated (rows in messages counted over the whole file)."""
     offset = 0
-    for chunk in _chunks(source, chunk_rows, features):
+    for chunk in iter_table(source, contract, columns=features, chunk_rows=chunk_rows):
         if len(chunk) == 0:
             continue
         valid = fast_validate(contract, chunk, features)
@@ -238,30 +172,7 @@ def _validated_chunks(contract: DataContract, source: Path, features: list[str],
         yield valid
 
 
-def _chunks(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
-    """The file in chunks, only ``columns`` if it has them all (else every column, for the contract to refuse)."""
-    kind = check_readable(path)
-    try:
-        if kind == "csv":
-            header = pd.read_csv(path, nrows=0)
-            usecols = columns if set(columns) <= set(header.columns) else None
-            yield from pd.read_csv(path, chunksize=chunk_rows, low_memory=False, usecols=usecols)
-        else:
-            import pyarrow.parquet as pq
-
-            parquet = pq.ParquetFile(path)
-            wanted = columns if set(columns) <= set(parquet.schema_arrow.names) else None
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=wanted):
-                yield batch.to_pandas()
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: cannot be read as {kind}: {exc}") from None
-
-
-def _row_count(path: Path) -> Optional[int]:
+def _row_count(path: Path) -> int | None:
     """Rows in a Parquet file from its footer (for progress lines); None for CSV or an unreadable file."""
     if SUFFIXES.get(path.suffix.lower()) != "parquet" or not path.is_file():
         return None
@@ -307,7 +218,7 @@ class _Prefetched:
                 continue
         return False
 
-    def __iter__(self) -> "_Prefetched":
+    def __iter__(self) -> _Prefetched:
         return self
 
     def __next__(self) -> Any:
@@ -331,7 +242,7 @@ def _one_openmp_thread() -> None:
     threadpool_limits(1, user_api="openmp")
 
 
-def _predict_later(pool: Optional[ThreadPoolExecutor], model: Any, features: pd.DataFrame,
+def _predict_later(pool: ThreadPoolExecutor | None, model: Any, features: pd.DataFrame,
                    block_rows: int) -> Callable[[], np.ndarray]:
     """``model.predict`` over blocks of ``block_rows`` rows (a row's prediction does not depend on the others).
 

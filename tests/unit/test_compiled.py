@@ -1,4 +1,4 @@
-"""The compiled inference path gives the pipeline's predictions, defers what it does not know, and falls back."""
+"""The compiled path gives the pipeline's predictions, refuses what the contract's rules refuse, and falls back."""
 
 from __future__ import annotations
 
@@ -15,13 +15,23 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from collabops.production import compiled
-from collabops.production.compiled import (TOLERANCE, TREE_ROWS, CompiledPipeline, CompiledTrees, NotCompilable, RecordRejected,
-                                compile_pipeline, frame_from_rows, load_compiled)
 from collabops.data.contract import contract_from_dict, load_contract
-from collabops.training.features import CalendarFeatures, build_model
 from collabops.data.generator import GeneratorSettings, generate
+from collabops.errors import DataError
+from collabops.production import compiled
+from collabops.production.compiled import (
+    TOLERANCE,
+    TREE_ROWS,
+    CompiledPipeline,
+    CompiledTrees,
+    NotCompilable,
+    RecordRejected,
+    compile_pipeline,
+    frame_from_rows,
+    load_compiled,
+)
 from collabops.production.serving import PredictionService, RequestError
+from collabops.training.features import CalendarFeatures, build_model
 from collabops.training.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +94,7 @@ def _nullable_records(n: int, with_nulls: bool, seed: int) -> tuple[list[dict], 
     records = [{"ts": (start + pd.Timedelta(hours=int(i))).isoformat(), "site": f"S{i % 7}"} for i in range(n)]
     for record, kind, note, flag, open_, size, level in zip(
             records, pick(["a", "b", "c"], 0.15), pick(["p", "q", "r"], 0.2), pick([True, False], 0.2),
-            pick([True, False], 0), pick([3, 40, 200, 900], 0), pick([-2.5, 0.5, 4.0, 9.5], 0.2)):
+            pick([True, False], 0), pick([3, 40, 200, 900], 0), pick([-2.5, 0.5, 4.0, 9.5], 0.2), strict=True):
         record.update(kind=kind, note=note, flag=flag, open=open_, size=size, level=level)
     y = np.array([r["size"] / 1000 + (r["kind"] == "a") * 0.5 + (r["flag"] is True) * 0.3 + (r["note"] == "q") * 0.2
                   + (r["level"] or 0) * 0.05 + r["open"] * 0.1 + int(r["ts"][11:13]) / 24 for r in records])
@@ -152,25 +162,29 @@ def test_fast_rows_are_the_frame_pandera_makes():
         pd.testing.assert_frame_equal(got, expected.reset_index(drop=True), check_index_type=False)
 
 
-# ----------------------------------------------------------------------------- what the fast path defers
+# ----------------------------------------------------------------------------- what the rules refuse
 
 def _three(frame: pd.DataFrame) -> list[dict]:
     return _records(frame.head(3), FEATURES)
 
 
 @pytest.mark.parametrize("field, value", [
-    ("capacity", "717"),  # pandera coerces it: the fast path must not decide
-    ("capacity", 717.0),
-    ("capacity", True),
+    ("capacity", "717"),  # text is not an int in a JSON record
+    ("capacity", 717.5),
+    ("capacity", True),  # a bool is not a number
     ("capacity", None),
     ("capacity", 0),
     ("price_per_hour", None),
     ("price_per_hour", float("nan")),
     ("price_per_hour", -3),
+    ("price_per_hour", False),
     ("temperature_c", "3"),
     ("car_park_kind", "moon_base"),
     ("car_park_id", 5),
+    ("car_park_id", "P" * 257),
     ("is_holiday", "yes"),
+    ("is_holiday", "false"),  # JSON has booleans: the text "false" is not one
+    ("is_holiday", 0),
     ("is_holiday", None),
     ("timestamp", "2024-01-01T00:00:00Z"),
     ("timestamp", 1704085200000),
@@ -178,26 +192,46 @@ def _three(frame: pd.DataFrame) -> list[dict]:
     ("timestamp", "2024-02-30T00:00:00"),
     ("timestamp", "3000-01-01T00:00:00"),
 ])
-def test_values_the_fast_path_does_not_take_name_the_record_and_field(project_model, field, value):
+def test_refused_values_name_the_record_and_field(project_model, field, value):
     records = _three(project_model[0])
     records[2][field] = value
     with pytest.raises(RecordRejected) as caught:
         compiled.RecordValidator(CONTRACT, FEATURES).rows(records)
     assert (caught.value.index, caught.value.field) == (2, field)
     assert str(caught.value).startswith(f"record 2: column '{field}': ")
+    with pytest.raises(DataError, match=f"column '{field}'.*\\(row 3\\)"):  # pandera refuses it too
+        CONTRACT.validate(pd.DataFrame.from_records(records, columns=FEATURES), "request", columns=FEATURES)
+
+
+def test_lossless_forms_are_accepted_as_the_values_they_are(project_model):
+    records = _three(project_model[0])
+    records[0]["capacity"] = float(records[0]["capacity"])  # 864.0 is 864
+    records[1]["price_per_hour"] = 12  # an int is a number
+    records[2]["timestamp"] = records[2]["timestamp"][:10]  # a date is its midnight, whatever record 0 wrote
+    rows = compiled.RecordValidator(CONTRACT, FEATURES).rows(records)
+    capacity, price, time = (FEATURES.index(n) for n in ("capacity", "price_per_hour", "timestamp"))
+    assert type(rows[0][capacity]) is int and rows[0][capacity] == records[0]["capacity"]
+    assert type(rows[1][price]) is float and rows[1][price] == 12.0
+    assert rows[2][time] == pd.Timestamp(records[2]["timestamp"])
 
 
 @pytest.mark.parametrize("change, index, field", [
     (lambda rs: rs[1].pop("capacity"), 1, "capacity"),
-    (lambda rs: rs[1].update(timestamp=rs[1]["timestamp"][:10]), 1, "timestamp"),  # another layout than record 0
     (lambda rs: rs[2].update(car_park_id=rs[0]["car_park_id"], timestamp=rs[0]["timestamp"]), 2, "car_park_id"),
 ])
-def test_missing_fields_mixed_timestamp_layouts_and_duplicate_keys_are_deferred(project_model, change, index, field):
+def test_missing_fields_and_duplicate_keys_are_refused(project_model, change, index, field):
     records = _three(project_model[0])
     change(records)
     with pytest.raises(RecordRejected) as caught:
         compiled.RecordValidator(CONTRACT, FEATURES).rows(records)
     assert (caught.value.index, caught.value.field) == (index, field)
+
+
+def test_the_record_validator_is_the_rules_one_and_needs_no_model():
+    from collabops.data.rules import RecordError, RecordValidator
+
+    assert compiled.RecordValidator is RecordValidator and RecordRejected is RecordError
+    assert issubclass(RecordError, ValueError)
 
 
 @pytest.fixture(scope="module")
@@ -207,16 +241,19 @@ def service(project_model, tmp_path_factory):
                              reference=frame.sample(300, random_state=0), max_records=50)
 
 
-def test_the_service_answers_deferred_records_exactly_as_before(service, project_model):
+def test_the_service_refuses_text_numbers_on_both_paths_and_takes_integral_floats(service, project_model):
     assert service.inference_path == "compiled" and service.metadata()["inference_path"] == "compiled"
     plain = _three(project_model[0])
-    coerced = [dict(r) for r in plain]
-    coerced[1]["capacity"] = str(coerced[1]["capacity"])  # pandera accepts "717" for an int: still accepted
-    fast, slow = service.parse(json.dumps({"records": plain}).encode()), service.parse(json.dumps(
-        {"records": coerced}).encode())
-    assert fast.rows is not None and fast.frame is None
-    assert slow.rows is None and slow.frame is not None
-    assert service.predict(fast) == service.predict(slow)
+    as_text = [dict(r) for r in plain]
+    as_text[1]["capacity"] = str(as_text[1]["capacity"])  # "717": refused by the rules, so by pandera too
+    with pytest.raises(RequestError) as caught:
+        service.parse(json.dumps({"records": as_text}).encode())
+    assert caught.value.status == 422 and "column 'capacity': values are not of type int: '" in str(caught.value)
+    integral = [dict(r, capacity=float(r["capacity"])) for r in plain]  # 717.0: the same integer
+    fast, same = service.parse(json.dumps({"records": plain}).encode()), service.parse(json.dumps(
+        {"records": integral}).encode())
+    assert fast.rows is not None and same.rows is not None and fast.rows == same.rows
+    assert service.predict(fast) == service.predict(same)
 
 
 @pytest.mark.parametrize("change, fragment", [
@@ -239,20 +276,23 @@ def test_too_many_records_is_413(service, project_model):
     assert caught.value.status == 413 and "the limit is 50" in str(caught.value)
 
 
-def test_the_inference_log_is_the_same_from_both_paths(service, project_model):
+def test_the_inference_log_is_the_same_from_both_paths(service, project_model, monkeypatch):
     plain = _three(project_model[0])
-    coerced = [dict(r, capacity=str(r["capacity"])) for r in plain]
     service.log.flush()
     before = set(service.log.directory.glob("inference-*.parquet"))
-    for records in (plain, coerced):
-        service.predict(service.parse(json.dumps({"records": records}).encode()))
+    service.predict(service.parse(json.dumps({"records": plain}).encode()))  # compiled path
+    with monkeypatch.context() as patch:
+        patch.setattr(service.decoder, "compiled", None)  # as if the model could not be compiled: the pandera path
+        slow = service.parse(json.dumps({"records": plain}).encode())
+        assert slow.rows is None and slow.frame is not None
+        service.predict(slow)
     service.log.flush()
     written = sorted(set(service.log.directory.glob("inference-*.parquet")) - before)
     assert len(written) == 1 and f"-{os.getpid()}-" in written[0].name
     logged = pd.read_parquet(written[0])
     fast, slow = logged.iloc[:3].reset_index(drop=True), logged.iloc[3:].reset_index(drop=True)
     pd.testing.assert_frame_equal(fast.drop(columns="served_at"), slow.drop(columns="served_at"))
-    assert list(logged.columns) == FEATURES + ["prediction", "model_version", "bundle_id", "served_at"]
+    assert list(logged.columns) == [*FEATURES, "prediction", "model_version", "bundle_id", "served_at"]
     assert str(logged["served_at"].dtype) == "datetime64[ns, UTC]" and (logged["bundle_id"] == "bundle-x").all()
 
 
