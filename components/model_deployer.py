@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import time
-from typing import ClassVar, Optional, Type, cast
+from typing import ClassVar, cast
 from uuid import UUID
 
 from zenml.config.global_config import GlobalConfiguration
@@ -23,7 +23,6 @@ from zenml.services.service import BaseService, ServiceConfig
 from components.prediction_server import PredictionServer, PredictionServerConfig
 
 FLAVOR_NAME = "collabops-local"
-START_TIMEOUT = 120
 
 
 class CollabopsModelDeployerConfig(BaseModelDeployerConfig):
@@ -36,7 +35,7 @@ class CollabopsModelDeployer(BaseModelDeployer):
     """Starts, stops and forgets collabops prediction servers on this machine."""
 
     NAME: ClassVar[str] = "collabops"
-    FLAVOR: ClassVar[Type[BaseModelDeployerFlavor]]
+    FLAVOR: ClassVar[type[BaseModelDeployerFlavor]]
 
     @property
     def config(self) -> CollabopsModelDeployerConfig:
@@ -61,22 +60,25 @@ class CollabopsModelDeployer(BaseModelDeployer):
         found = self.find_model_server(service_type=PredictionServer.SERVICE_TYPE)
         return [s for s in found if isinstance(s, PredictionServer) and s.config.model_name == model_name]
 
-    def start_new_server(self, config: PredictionServerConfig, timeout: int = START_TIMEOUT) -> PredictionServer:
+    def start_new_server(self, config: PredictionServerConfig) -> PredictionServer:
         """Always a new server beside whatever runs (ZenML's ``deploy_model`` may hand back a running one).
 
-        The preferred port is taken if it is free; while an older server
-        holds it, the next free port above it. The caller decides when the
-        old server goes.
+        The preferred port (``config.serving.port``) is taken if it is free;
+        while an older server holds it, the next free port above it, which is
+        written back into ``config.serving``. The server gets
+        ``config.serving.start_timeout`` seconds to answer its health check.
+        The caller decides when the old server goes.
         """
         from zenml.client import Client
         from zenml.model_deployers.base_model_deployer import get_model_version_id_if_exists
 
-        config.port = free_port(config.host, config.port or 8000)
+        config.serving = config.serving.model_copy(update={"port": free_port(config.serving.host,
+                                                                            config.serving.port)})
         client = Client()
         registered = client.create_service(config=config, service_type=PredictionServer.SERVICE_TYPE,
                                            model_version_id=get_model_version_id_if_exists(config.model_name,
                                                                                            config.model_version))
-        service = cast(PredictionServer, self.perform_deploy_model(registered.id, config, timeout))
+        service = cast(PredictionServer, self.perform_deploy_model(registered.id, config))
         client.update_service(id=service.uuid, name=service.config.service_name,
                               service_source=service.model_dump().get("type"), admin_state=service.admin_state,
                               status=service.status.model_dump(), endpoint=service.endpoint.model_dump(),
@@ -85,35 +87,42 @@ class CollabopsModelDeployer(BaseModelDeployer):
         return service
 
     @staticmethod
-    def get_model_server_info(service_instance: BaseService) -> dict[str, Optional[str]]:  # type: ignore[override]
+    def get_model_server_info(service_instance: BaseService) -> dict[str, str | None]:  # type: ignore[override]
         server = cast(PredictionServer, service_instance)
         return {"PREDICTION_URL": server.prediction_url, "MODEL_NAME": server.config.model_name,
                 "MODEL_VERSION": server.config.model_version, "BUNDLE_ID": server.config.bundle_id,
                 "SERVICE_PATH": server.status.runtime_path, "DAEMON_PID": str(server.status.pid),
                 "LOG_FILE": server.status.log_file}
 
-    def perform_deploy_model(self, id: UUID, config: ServiceConfig, timeout: int = START_TIMEOUT) -> BaseService:
+    def perform_deploy_model(self, id: UUID, config: ServiceConfig, timeout: int | None = None) -> BaseService:
+        """Start the server and wait until it answers (``timeout`` None: its ``serving.start_timeout``)."""
         server_config = cast(PredictionServerConfig, config)
         server_config.root_runtime_path = self.local_path
         service = PredictionServer(uuid=id, config=server_config)
         service.start(timeout=0)
-        wait_until_serving(service, timeout)
+        wait_until_serving(service, _timeout(service, timeout))
         return service
 
-    def perform_stop_model(self, service: BaseService, timeout: int = START_TIMEOUT, force: bool = False) -> BaseService:
-        service.stop(timeout=timeout, force=force)
+    def perform_stop_model(self, service: BaseService, timeout: int | None = None,
+                           force: bool = False) -> BaseService:
+        service.stop(timeout=_timeout(service, timeout), force=force)
         return service
 
-    def perform_start_model(self, service: BaseService, timeout: int = START_TIMEOUT) -> BaseService:
+    def perform_start_model(self, service: BaseService, timeout: int | None = None) -> BaseService:
         service.start(timeout=0)
-        wait_until_serving(service, timeout)
+        wait_until_serving(service, _timeout(service, timeout))
         return service
 
-    def perform_delete_model(self, service: BaseService, timeout: int = START_TIMEOUT, force: bool = False) -> None:
-        service.stop(timeout=timeout, force=force)
+    def perform_delete_model(self, service: BaseService, timeout: int | None = None, force: bool = False) -> None:
+        service.stop(timeout=_timeout(service, timeout), force=force)
         runtime = getattr(service.status, "runtime_path", None)
         if runtime and os.path.isdir(runtime):
             shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _timeout(service: BaseService, timeout: int | None) -> int:
+    """``timeout`` if given, else the server's ``serving.start_timeout`` (seconds to start, and to stop)."""
+    return timeout if timeout is not None else cast(PredictionServer, service).config.serving.start_timeout
 
 
 def free_port(host: str, preferred: int, span: int = 50) -> int:
@@ -150,7 +159,7 @@ def wait_until_serving(service: BaseService, timeout: float, grace: float = 5.0)
     return False
 
 
-def active_deployer(required: bool = True) -> Optional[BaseModelDeployer]:
+def active_deployer(required: bool = True) -> BaseModelDeployer | None:
     """The active stack's model deployer; with ``required``, an error telling how to add one."""
     from zenml.client import Client
 
@@ -171,11 +180,11 @@ class CollabopsModelDeployerFlavor(BaseModelDeployerFlavor):
         return FLAVOR_NAME
 
     @property
-    def config_class(self) -> Type[CollabopsModelDeployerConfig]:
+    def config_class(self) -> type[CollabopsModelDeployerConfig]:
         return CollabopsModelDeployerConfig
 
     @property
-    def implementation_class(self) -> Type[CollabopsModelDeployer]:
+    def implementation_class(self) -> type[CollabopsModelDeployer]:
         return CollabopsModelDeployer
 
 

@@ -9,31 +9,32 @@ process serves a verified model bundle with :mod:`collabops.production.serving`.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any
 
+from pydantic import Field
 from zenml.services import HTTPEndpointHealthMonitor, HTTPEndpointHealthMonitorConfig, ServiceType
 from zenml.services.local.local_service import LocalDaemonService, LocalDaemonServiceConfig
 from zenml.services.local.local_service_endpoint import LocalDaemonServiceEndpoint, LocalDaemonServiceEndpointConfig
 from zenml.services.service import BaseDeploymentService
 from zenml.services.service_endpoint import ServiceEndpointProtocol
 
+from collabops.settings import ServingSettings
+
 API_KEY_ENV = "COLLABOPS_SERVING_API_KEY"
 API_KEY_SECRET_KEY = "api_key"  # the value's name inside the ZenML secret the config names
 
 
 class PredictionServerConfig(LocalDaemonServiceConfig):
-    """What one prediction server serves and how; secrets only by name."""
+    """What one prediction server serves and how; secrets only by name (``serving.api_key_secret``)."""
 
     bundle_dir: str
     keys_dir: str
     bundle_id: str
-    producer: dict[str, Any] = {}
-    log_dir: Optional[str] = None
-    workers: int = 2
-    max_body_bytes: int = 4 * 1024 * 1024
-    api_key_secret: Optional[str] = None
-    host: str = "127.0.0.1"
-    port: Optional[int] = None
+    producer: dict[str, Any] = Field(default_factory=dict)
+    log_dir: str | None = None
+    serving: ServingSettings = ServingSettings()
+    """The project's serving block; ``serving.port`` is the port the deployer found free for this server."""
     deployment_run_id: str = ""  # which deploy run started it (also keeps each service's config unique)
 
 
@@ -45,43 +46,44 @@ class PredictionServer(LocalDaemonService, BaseDeploymentService):
     config: PredictionServerConfig
     endpoint: LocalDaemonServiceEndpoint
 
-    def __init__(self, config: Union[PredictionServerConfig, dict[str, Any]], **attrs: Any) -> None:
+    def __init__(self, config: PredictionServerConfig | dict[str, Any], **attrs: Any) -> None:
         if not isinstance(config, PredictionServerConfig):
             config = PredictionServerConfig.model_validate(config)
         if "endpoint" not in attrs:
             attrs["endpoint"] = LocalDaemonServiceEndpoint(
                 config=LocalDaemonServiceEndpointConfig(protocol=ServiceEndpointProtocol.HTTP,
-                                                        ip_address=config.host, port=config.port),
+                                                        ip_address=config.serving.host,
+                                                        port=config.serving.port),
                 monitor=HTTPEndpointHealthMonitor(config=HTTPEndpointHealthMonitorConfig(
                     healthcheck_uri_path="health", use_head_request=False)),
             )
         super().__init__(config=config, **attrs)
 
     def run(self) -> None:
-        """Runs in the daemon: read the API key from the ZenML secret store, then serve."""
-        from collabops.production import serving
+        """Runs in the daemon: read the API key from the ZenML secret store, then serve until stopped."""
+        from collabops.production.serving import ServiceConfig, serve
 
-        argv = ["--bundle", self.config.bundle_dir, "--keys-dir", self.config.keys_dir,
-                "--host", self.endpoint.status.hostname or "127.0.0.1", "--port", str(self.endpoint.status.port),
-                "--model-version", str(self.config.model_version), "--max-body-bytes", str(self.config.max_body_bytes)]
-        if self.config.log_dir:
-            argv += ["--log-dir", self.config.log_dir]
-        argv += ["--workers", str(self.config.workers)]
-        if self.config.api_key_secret:
+        serving = self.config.serving.model_copy(update={
+            "host": self.endpoint.status.hostname or self.config.serving.host,
+            "port": self.endpoint.status.port or self.config.serving.port})
+        api_key_env = None
+        if serving.api_key_secret:
             from zenml.client import Client
 
-            secret = Client().get_secret(self.config.api_key_secret)
+            secret = Client().get_secret(serving.api_key_secret)
             os.environ[API_KEY_ENV] = str(secret.secret_values[API_KEY_SECRET_KEY])
-            argv += ["--api-key-env", API_KEY_ENV]
-        serving.main(argv)
+            api_key_env = API_KEY_ENV
+        serve(ServiceConfig(bundle_dir=Path(self.config.bundle_dir), keys_dir=Path(self.config.keys_dir),
+                            log_dir=Path(self.config.log_dir) if self.config.log_dir else None,
+                            model_version=self.config.model_version or None, api_key_env=api_key_env, serving=serving))
 
     @property
-    def prediction_url(self) -> Optional[str]:
+    def prediction_url(self) -> str | None:
         uri = self.endpoint.status.uri
         return f"{uri.rstrip('/')}/predict" if uri else None
 
     @property
-    def base_url(self) -> Optional[str]:
+    def base_url(self) -> str | None:
         uri = self.endpoint.status.uri
         return uri.rstrip("/") if uri else None
 

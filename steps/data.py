@@ -49,7 +49,7 @@ def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[p
         "rows": len(data),
         "period_start": str(time.min()),
         "period_end": str(time.max()),
-        "entities": int(data[spec.entity_column].nunique()),
+        "entities": int(data[spec.entity_column].nunique()) if spec.entity_column else 1,
     })
     return data
 

@@ -127,7 +127,7 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
         bundle_dir=str(bundle_dir), keys_dir=keys_dir, bundle_id=candidate["bundle_id"],
         producer=candidate.get("producer") or {}, log_dir=deployer.inference_log_dir(candidate["model_name"]),
         serving=settings.serving)
-    service = deployer.start_new_server(config, timeout=settings.serving.start_timeout)
+    service = deployer.start_new_server(config)  # waits config.serving.start_timeout (= settings.serving)
     try:
         if not service.is_running:
             raise DeploymentError(f"the prediction service for version {candidate['version']} did not start: "

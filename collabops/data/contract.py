@@ -67,11 +67,18 @@ class DataContract:
     version: int
     time_column: str
     target: str
-    entity_column: str
-    segment_column: str
+    entity_column: str | None
+    """The series a row belongs to; None: the data is one time series."""
+    segment_column: str | None
+    """Metrics are also reported per value of this column; None: overall only."""
     columns: tuple[ColumnSpec, ...]
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key_columns(self) -> list[str]:
+        """The columns that identify a row: (entity, time), or time alone for one series."""
+        return [self.entity_column, self.time_column] if self.entity_column else [self.time_column]
 
     def column(self, name: str) -> ColumnSpec:
         for spec in self.columns:
@@ -168,7 +175,7 @@ def _describe_failures(contract: DataContract, failures: pd.DataFrame, source: s
     duplicates = failures[checks.str.startswith("multiple_fields_uniqueness")]
     if len(duplicates):  # one line for the key, not one per key column
         failures = failures[~checks.str.startswith("multiple_fields_uniqueness")]
-        keys = [contract.entity_column, contract.time_column]
+        keys = contract.key_columns
         cases = duplicates.pivot_table(index="index", columns="column", values="failure_case", aggfunc="first")
         examples = [f"({', '.join(_show(row.get(k)) for k in keys)}) (row {int(i) + 1})"
                     for i, row in cases.sort_index().iterrows()]
@@ -219,7 +226,7 @@ def _show(value: Any) -> str:
 
 def _problem_text(contract: DataContract, column: str, check: str, count: int, shown: str) -> str:
     if column in ("None", "nan") or check.startswith("multiple_fields_uniqueness"):
-        keys = f"({contract.entity_column}, {contract.time_column})"
+        keys = f"({', '.join(contract.key_columns)})"
         return f"duplicate rows for {keys}: {shown}"
     try:
         spec = contract.column(column)
@@ -270,19 +277,21 @@ def contract_from_dict(raw: dict[str, Any], source: str = "contract") -> DataCon
         version=int(need("version")),
         time_column=str(need("time_column")),
         target=str(need("target")),
-        entity_column=str(need("entity_column")),
-        segment_column=str(need("segment_column")),
+        entity_column=None if raw.get("entity_column") is None else str(raw["entity_column"]),
+        segment_column=None if raw.get("segment_column") is None else str(raw["segment_column"]),
         columns=columns,
         description=str(raw.get("description", "")),
         raw=raw,
     )
-    for role in ("time_column", "target", "entity_column", "segment_column"):
+    roles = [role for role in ("time_column", "target", "entity_column", "segment_column")
+             if getattr(contract, role) is not None]
+    for role in roles:
         name = getattr(contract, role)
         if name not in names:
             raise ConfigError(f"{source}: {role} '{name}' is not one of the columns")
     if contract.column(contract.time_column).type != "datetime":
         raise ConfigError(f"{source}: time_column '{contract.time_column}' must have type datetime")
-    for role in ("time_column", "target", "entity_column", "segment_column"):
+    for role in roles:
         spec = contract.column(getattr(contract, role))
         if spec.personal:
             raise ConfigError(f"{source}: {role} '{spec.name}' cannot be personal data")

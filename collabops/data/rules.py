@@ -700,7 +700,7 @@ class ContractRules:
 
     name: str
     columns: tuple[ColumnRule, ...]
-    entity_column: str
+    entity_column: str | None
     time_column: str
     features: tuple[str, ...]
 
@@ -709,8 +709,9 @@ class ContractRules:
         return [rule.name for rule in self.columns]
 
     @property
-    def keys(self) -> tuple[str, str]:
-        return self.entity_column, self.time_column
+    def keys(self) -> tuple[str, ...]:
+        """(entity, time), or (time,) when the contract has no entity column."""
+        return (self.entity_column, self.time_column) if self.entity_column else (self.time_column,)
 
     def rule(self, name: str) -> ColumnRule:
         for rule in self.columns:
@@ -737,7 +738,7 @@ class ContractRules:
         if set(self.keys) <= set(names) and len(out) > 1:
             repeated = out.duplicated(list(self.keys), keep="first").to_numpy()
             if repeated.any():
-                problems.append(FrameProblem(self.entity_column, DUPLICATE,
+                problems.append(FrameProblem(self.keys[0], DUPLICATE,
                                              tuple(int(i) for i in frame.index[repeated])))
         return FrameCheck(out, tuple(problems))
 
@@ -853,13 +854,14 @@ class RecordValidator:
                     raise RecordError(index, name, refused.text) from None
             out.append(tuple(values))
         if self._keys is not None and len(out) > 1:
-            first: dict[tuple[Any, Any], int] = {}
-            a, b = self._keys
+            first: dict[tuple[Any, ...], int] = {}
+            positions = self._keys
+            named = ", ".join(self.features[i] for i in positions)
             for index, values in enumerate(out):
-                key = (values[a], values[b])
+                key = tuple(values[i] for i in positions)
                 if key in first:
-                    raise RecordError(index, self.features[a], f"duplicate ({self.features[a]}, {self.features[b]}) "
-                                                               f"key: record {first[key]} has the same")
+                    raise RecordError(index, self.features[positions[0]],
+                                      f"duplicate ({named}) key: record {first[key]} has the same")
                 first[key] = index
         return out
 

@@ -326,7 +326,7 @@ def reference_records(sample: Any, contract: DataContract, features: list[str],
                       limit: int = CHECK_ROWS) -> list[list[dict[str, Any]]]:
     """Batches of records as a client sends them: the sample, then copies with nulls and unknown values."""
     part = sample[features]
-    keys = [contract.entity_column, contract.time_column]
+    keys = contract.key_columns
     if set(keys) <= set(features):  # one request may not repeat a key (the local-time hour repeated in autumn)
         part = part.drop_duplicates(subset=keys)
     part = part.head(limit)

@@ -82,7 +82,7 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
         raise DataError(f"{out}: already exists (choose another path or allow overwriting)")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    keys = [contract.time_column, contract.entity_column, contract.segment_column]
+    keys = list(dict.fromkeys(c for c in (contract.time_column, contract.entity_column, contract.segment_column) if c))
     features = contract.feature_columns
     total = _row_count(source)
     writer = _Writer(partial, out_kind)

@@ -26,7 +26,8 @@ class SeasonalProfileBaseline(RegressorMixin, BaseEstimator):
     ``time_column`` and ``entity_column`` are column names (DataFrame input)
     or positions (any input); how they are read is described in
     ``collabops.training.features``. Entities are compared as strings
-    (``str`` of each value). Other columns are ignored.
+    (``str`` of each value); ``entity_column=None`` is one series (a contract
+    without an entity column). Other columns are ignored.
 
     Fitted attributes: ``entities_`` (sorted entity keys, shape ``(e,)``),
     ``profile_`` (mean target per entity and hour of the week, shape
@@ -35,7 +36,7 @@ class SeasonalProfileBaseline(RegressorMixin, BaseEstimator):
     ``n_features_in_`` and, for a DataFrame, ``feature_names_in_``.
     """
 
-    def __init__(self, time_column: Column = "timestamp", entity_column: Column = "car_park_id") -> None:
+    def __init__(self, time_column: Column = "timestamp", entity_column: Column | None = None) -> None:
         self.time_column = time_column
         self.entity_column = entity_column
 
@@ -48,11 +49,16 @@ class SeasonalProfileBaseline(RegressorMixin, BaseEstimator):
         return tags
 
     def _columns(self) -> dict[str, Column]:
-        return {"time_column": self.time_column, "entity_column": self.entity_column}
+        columns = {"time_column": self.time_column}
+        if self.entity_column is not None:
+            columns["entity_column"] = self.entity_column
+        return columns
 
     def _slots(self, X: pd.DataFrame | np.ndarray, positions: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
         """Entity key (str) of each row, and its hour of the week (0 = Monday 00:00 ... 167), both shape ``(n,)``."""
         moment = to_moments(column_values(X, positions["time_column"]), self, self.time_column)
+        if "entity_column" not in positions:  # one series: every row is the same entity
+            return np.full(len(moment), "", dtype=object), (moment.dt.dayofweek * 24 + moment.dt.hour).to_numpy()
         entity = pd.Series(np.asarray(column_values(X, positions["entity_column"])))
         if pd.api.types.is_float_dtype(entity.dtype):
             entity = entity.astype(np.float64)  # one key per value: str(float32(0.1)) != str(float(float32(0.1)))

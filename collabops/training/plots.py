@@ -43,21 +43,29 @@ def _to_image(fig: Any) -> Any:
 
 
 def forecast_week(contract: DataContract, test: pd.DataFrame, pred: np.ndarray,
-                  baseline_pred: np.ndarray, car_parks: int = 4) -> Any:
-    """Predicted vs actual over the last full week of the test period, for a few car parks of different kinds."""
+                  baseline_pred: np.ndarray, series: int = 4) -> Any:
+    """Predicted vs actual over the last full week of the test period, for a few series of different segments.
+
+    Without an entity column the data is one series: one panel.
+    """
     frame = test.assign(_pred=pred, _baseline=baseline_pred)
-    time, entity, segment = contract.time_column, contract.entity_column, contract.segment_column
+    time = contract.time_column
+    entity = contract.entity_column or "_series"
+    segment = contract.segment_column or entity
+    if contract.entity_column is None:
+        frame = frame.assign(_series="all")
     end = frame[time].max()
     week = frame[frame[time] > end - pd.Timedelta(days=7)]
-    chosen = week.drop_duplicates(segment)[entity].head(car_parks).tolist()
+    chosen = week.drop_duplicates(segment)[entity].head(series).tolist()
     fig, axes = _figure(rows=max(len(chosen), 1), height=2.4)
-    for ax, park in zip(axes[:, 0], chosen, strict=False):  # no entity: one empty panel
-        series = week[week[entity] == park].sort_values(time)
-        ax.plot(series[time], series[contract.target], label="actual", color="black", linewidth=1.2)
-        ax.plot(series[time], series["_pred"], label="model", color="tab:blue", linewidth=1.0)
-        ax.plot(series[time], series["_baseline"], label="baseline", color="tab:orange",
+    for ax, key in zip(axes[:, 0], chosen, strict=False):  # no rows: one empty panel
+        shown = week[week[entity] == key].sort_values(time)
+        ax.plot(shown[time], shown[contract.target], label="actual", color="black", linewidth=1.2)
+        ax.plot(shown[time], shown["_pred"], label="model", color="tab:blue", linewidth=1.0)
+        ax.plot(shown[time], shown["_baseline"], label="baseline", color="tab:orange",
                 linewidth=0.8, linestyle="--")
-        ax.set_title(f"{park} ({series[segment].iloc[0]})", fontsize=9)
+        title = str(key) if segment == entity else f"{key} ({shown[segment].iloc[0]})"
+        ax.set_title(title, fontsize=9)
         ax.set_ylabel(contract.target, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(loc="upper right", fontsize=7)

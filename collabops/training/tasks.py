@@ -125,14 +125,14 @@ class RegressionTask:
 
     def segment_scores(self, frame: pd.DataFrame, contract: DataContract,
                        pred: ArrayLike) -> dict[str, dict[str, float]]:
-        """Primary metric per segment (e.g. car-park kind) and per hour band of the time column."""
+        """Primary metric per segment (the contract's segment column; empty without one) and per hour band."""
         y = frame[contract.target].to_numpy()
         hours = pd.to_datetime(frame[contract.time_column]).dt.hour
         pred = np.asarray(pred)
-        return {
-            "by_segment": metrics.metric_by(frame[contract.segment_column], y, pred, self.metric),
-            "by_hour_band": metrics.metric_by(metrics.hour_band(hours), y, pred, self.metric),
-        }
+        by_segment = (metrics.metric_by(frame[contract.segment_column], y, pred, self.metric)
+                      if contract.segment_column else {})
+        return {"by_segment": by_segment, "by_hour_band": metrics.metric_by(metrics.hour_band(hours), y, pred,
+                                                                            self.metric)}
 
     def better(self, candidate: float, reference: float) -> bool:
         """Strictly better on the primary metric: higher if ``greater_is_better``, else lower."""

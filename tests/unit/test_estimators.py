@@ -144,7 +144,7 @@ def test_bad_column_parameters_are_refused_in_fit(estimator):
 
 def test_baseline_profile_from_a_frame():
     frame = _frame(4)  # A at 22:00 and 00:00, B at 23:00 and 01:00
-    baseline = SeasonalProfileBaseline().fit(frame, [0.1, 0.2, 0.3, 0.4])
+    baseline = SeasonalProfileBaseline(entity_column="car_park_id").fit(frame, [0.1, 0.2, 0.3, 0.4])
     assert list(baseline.entities_) == ["A", "B"] and baseline.n_features_in_ == 4
     later = frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(weeks=1))
     np.testing.assert_allclose(baseline.predict(later), [0.1, 0.2, 0.3, 0.4])
