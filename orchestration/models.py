@@ -73,7 +73,7 @@ def latest_imported(model_name: str, stack: str) -> ModelVersionInfo:
 
     client = Client()
     try:
-        versions = client.list_model_versions(model_name_or_id=model_name, sort_by="desc:number", size=100,
+        versions = client.list_model_versions(model=model_name, sort_by="desc:number", size=100,
                                               hydrate=True).items
     except KeyError:
         versions = []
