@@ -1,8 +1,8 @@
 """Time-ordered train / validation / test split.
 
 Rows are cut at timestamps, never shuffled: every training row is older than
-every validation row, which is older than every test row, and all car parks
-of one hour land in the same part. This is what the model will face in
+every validation row, which is older than every test row, and all series
+of one time land in the same part. This is what the model will face in
 production (predicting a later period), and it keeps the test honest.
 """
 

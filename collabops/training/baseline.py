@@ -1,8 +1,9 @@
 """The naive seasonal baseline every model has to beat.
 
-For each car park, it predicts the average target seen in training at the
+For each series (a value of the contract's entity column, or the one series
+when there is none), it predicts the average target seen in training at the
 same hour of the same weekday (a weekly seasonal profile), falling back to
-the car park's mean and then the overall mean. If a model cannot beat this,
+the series' mean and then the overall mean. If a model cannot beat this,
 it has learned nothing a spreadsheet could not do.
 """
 

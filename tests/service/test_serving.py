@@ -34,12 +34,13 @@ from starlette.testclient import TestClient
 from collabops.exchange.bundle import BundleError
 from collabops.production.serving import PredictionService, ServiceConfig, build_app, create_app, parse_args
 from collabops.production.serving.app import INLINE_BODY_BYTES, INLINE_RECORDS
-from collabops.production.serving.metrics import LATENCY_BUCKETS, PREDICTION_BUCKETS, ServiceMetrics
+from collabops.production.serving.metrics import LATENCY_BUCKETS, ServiceMetrics, prediction_buckets
 from collabops.production.serving.process import one_openmp_thread
 from collabops.settings import ServingSettings
 from collabops.training.tasks import get_task
 from tests.service.conftest import CONTRACT, FEATURES, ROOT, Bundle, records
 
+PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # occupancy_rate in [0, 1]
 LIMITS = ServingSettings(workers=1, max_body_bytes=200_000, max_records=500, log_flush_seconds=0.2)
 LOG_COLUMNS = [*FEATURES, "prediction", "model_version", "bundle_id", "served_at"]
 
@@ -518,3 +519,16 @@ def test_one_worker_serves_in_the_server_process(bundle: Bundle):
         assert "collabops_requests_total{status=\"200\"} 1.0" in _call(f"{server.url}/metrics")[1]
     finally:
         server.stop()
+
+
+def test_prediction_buckets_span_the_targets_range_in_the_contract():
+    from collabops.data.contract import contract_from_dict
+    from collabops.production.serving.metrics import DEFAULT_PREDICTION_BUCKETS
+
+    assert prediction_buckets(CONTRACT) == PREDICTION_BUCKETS
+    columns = [{"name": "t", "type": "datetime"}, {"name": "y", "type": "float", "min": -50, "max": 150}]
+    bounded = contract_from_dict({"name": "c", "version": 1, "time_column": "t", "target": "y", "columns": columns})
+    assert prediction_buckets(bounded) == (-30.0, -10.0, 10.0, 30.0, 50.0, 70.0, 90.0, 110.0, 130.0, 150.0)
+    columns[1] = {"name": "y", "type": "float", "min": 0}
+    open_ended = contract_from_dict({"name": "c", "version": 1, "time_column": "t", "target": "y", "columns": columns})
+    assert prediction_buckets(open_ended) == DEFAULT_PREDICTION_BUCKETS

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collabops.production.serving.decoding import RequestError, read_body
-from collabops.production.serving.metrics import CONTENT_TYPE, ServiceMetrics
+from collabops.production.serving.metrics import CONTENT_TYPE, ServiceMetrics, prediction_buckets
 from collabops.production.serving.runtime import PredictionService, limit_openmp_here
 
 INLINE_RECORDS = 64
@@ -53,7 +53,7 @@ def create_app(service: PredictionService, api_key: str | None = None,
     at start-up, after the event-loop thread took its OpenMP limit.
     ``app.state.service`` and ``app.state.metrics`` hold what it serves with.
     """
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(prediction_buckets(service.contract))
     max_body_bytes = service.serving.max_body_bytes
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict", initializer=limit_openmp_here)
 

@@ -19,16 +19,30 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # prometheus_client picks its mode when first imported: in ServiceMetrics, not at our import
+    from collabops.data.contract import DataContract
     from prometheus_client import Histogram
     from prometheus_client.metrics_core import Metric
     from prometheus_client.samples import Sample
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Upper bounds (seconds) of the request-latency histogram."""
-PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-"""Upper bounds of the predicted-value histogram (occupancy rates)."""
+DEFAULT_PREDICTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds of the predicted-value histogram when the contract bounds its target on neither side
+(prometheus_client's own default buckets)."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The Prometheus text format ``/metrics`` answers in."""
+
+def prediction_buckets(contract: DataContract) -> tuple[float, ...]:
+    """Upper bounds of the predicted-value histogram: ten equal steps over the target's [min, max] in the contract.
+
+    Without both bounds, :data:`DEFAULT_PREDICTION_BUCKETS`.
+    """
+    spec = contract.column(contract.target)
+    if spec.min is None or spec.max is None or not spec.max > spec.min:
+        return DEFAULT_PREDICTION_BUCKETS
+    step = (spec.max - spec.min) / 10
+    return tuple(round(spec.min + step * k, 12) for k in range(1, 11))
+
 
 _FAMILIES = (  # (name, type, help): what /metrics shows, in this order
     ("collabops_requests", "counter", "Prediction requests answered, by HTTP status."),
@@ -48,7 +62,8 @@ class ServiceMetrics:
     every process in that folder.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prediction_bounds: Sequence[float] = DEFAULT_PREDICTION_BUCKETS) -> None:
+        """``prediction_bounds``: upper bounds of the predicted-value histogram (:func:`prediction_buckets`)."""
         from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 
         own = CollectorRegistry()
@@ -57,7 +72,7 @@ class ServiceMetrics:
         self._latency = Histogram("collabops_request_seconds", name["collabops_request_seconds"],
                                   buckets=LATENCY_BUCKETS, registry=own)
         self._predictions = Histogram("collabops_prediction", name["collabops_prediction"],
-                                      buckets=PREDICTION_BUCKETS, registry=own)
+                                      buckets=tuple(prediction_bounds), registry=own)
         self.directory: str | None = None
         source: Any = own
         if getattr(values.ValueClass, "_multiprocess", False):
