@@ -54,15 +54,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from collabops.exchange.bundle import CONTRACT_FILE, MANIFEST, SIGNATURE, Producer, seal, verify  # noqa: E402
 from collabops.data.contract import load_contract  # noqa: E402
+from collabops.exchange.bundle import CONTRACT_FILE, MANIFEST, SIGNATURE, Producer, seal, verify  # noqa: E402
 from collabops.exchange.signing import generate_key_pair, load_signer, trusted_keys  # noqa: E402
 
 CONTRACT_SOURCE = ROOT / "configs" / "contract.yaml"
@@ -124,7 +124,7 @@ class Setup:
 class Case:
     name: str
     times: list[float] = field(default_factory=list)
-    cold: Optional[float] = None
+    cold: float | None = None
 
     @property
     def median(self) -> float:
@@ -207,7 +207,7 @@ def timed_cases(setup: Setup) -> tuple[Callable[[], float], Callable[[], float],
     return openssl, sealing, verifying
 
 
-def openssl_speed_mb_s(seconds: int = 2) -> Optional[float]:
+def openssl_speed_mb_s(seconds: int = 2) -> float | None:
     """SHA-256 throughput of ``openssl speed`` on 8 MiB blocks already in memory (no file I/O), or None."""
     command = ["openssl", "speed", "-seconds", str(seconds), "-bytes", str(8 * 2**20), "-evp", "sha256"]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -233,10 +233,10 @@ def measure(setup: Setup, repeats: int, cold: bool) -> list[Case]:
     runs = (openssl, sealing, verifying)
     warm_up(setup.payload)
     for _ in range(repeats):
-        for case, run in zip(cases, runs):
+        for case, run in zip(cases, runs, strict=True):
             case.times.append(run())
     if cold:
-        for case, run in zip(cases, runs):
+        for case, run in zip(cases, runs, strict=True):
             if run is sealing:
                 remove_manifest(setup.bundle)  # so the drop comes after the deletion
             drop_caches()
@@ -326,7 +326,7 @@ def machine_lines() -> list[str]:
     ]
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="payload size in GiB (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (default 3)")
@@ -340,7 +340,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     size = int(args.size_gb * 2**30)
     cold = args.cold

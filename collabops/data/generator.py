@@ -259,7 +259,7 @@ def _personal_columns(n: int, occupancy: np.ndarray, rng: np.random.Generator) -
     pool_size = 20_000
     letters = _PLATE_LETTERS[rng.integers(0, len(_PLATE_LETTERS), size=(pool_size, 3))]
     digits = rng.integers(0, 1000, size=pool_size)
-    plates = np.array([f"{''.join(l)} {d:03d}" for l, d in zip(letters, digits)], dtype=object)
+    plates = np.array([f"{''.join(chars)} {d:03d}" for chars, d in zip(letters, digits, strict=True)], dtype=object)
     has_account = rng.random(pool_size) < 0.6
     account = np.array([f"CU-{i:06d}" for i in rng.integers(0, 999_999, size=pool_size)], dtype=object)
     account[~has_account] = None
@@ -304,7 +304,7 @@ def _easter(year: int) -> dt.date:
     g = (b - f + 1) // 3
     h = (19 * a + b - d - g + 15) % 30
     i, k = divmod(c, 4)
-    l = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l) // 451
-    month, day = divmod(h + l - 7 * m + 114, 31)
+    weekday_shift = (32 + 2 * e + 2 * i - h - k) % 7  # 'l' in the published algorithm
+    m = (a + 11 * h + 22 * weekday_shift) // 451
+    month, day = divmod(h + weekday_shift - 7 * m + 114, 31)
     return dt.date(year, month, day + 1)

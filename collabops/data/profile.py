@@ -27,7 +27,8 @@ def profile(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
             if len(values):
                 quantiles = values.quantile([0.01, 0.25, 0.5, 0.75, 0.99]).tolist()
                 entry.update(mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
-                             max=float(values.max()), quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], quantiles)))
+                             max=float(values.max()),
+                             quantiles=dict(zip(["p01", "p25", "p50", "p75", "p99"], quantiles, strict=True)))
         elif spec.type == "datetime":
             entry.update(min=str(series.min()), max=str(series.max()))
         elif spec.type == "bool":
@@ -38,5 +39,5 @@ def profile(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
         else:
             entry.update(distinct=int(series.nunique()))
         columns[spec.name] = entry
-    return {"rows": int(len(frame)), "contract": contract.name, "contract_digest": contract.digest(),
+    return {"rows": len(frame), "contract": contract.name, "contract_digest": contract.digest(),
             "columns": columns}

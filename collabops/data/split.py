@@ -26,7 +26,7 @@ class SplitSettings:
     min_rows_per_part: int = 200
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "SplitSettings":
+    def from_dict(cls, raw: dict[str, Any] | None) -> SplitSettings:
         raw = dict(raw or {})
         unknown = sorted(set(raw) - {"validation_fraction", "test_fraction", "min_rows_per_part"})
         if unknown:
@@ -61,8 +61,8 @@ def time_split(frame: pd.DataFrame, time_column: str, settings: SplitSettings, s
     """Cut ``frame`` into consecutive periods; raise ``DataError`` if a part is too small."""
     times = np.sort(frame[time_column].unique())
     n_times = len(times)
-    n_val = int(round(n_times * settings.validation_fraction))
-    n_test = int(round(n_times * settings.test_fraction))
+    n_val = round(n_times * settings.validation_fraction)
+    n_test = round(n_times * settings.test_fraction)
     n_train = n_times - n_val - n_test
     if len(frame) < settings.rows_needed or min(n_train, n_val, n_test) < 1:
         raise DataError(_too_few(frame, settings, source))
@@ -93,7 +93,7 @@ def hold_out_latest(frame: pd.DataFrame, time_column: str, fraction: float) -> t
     if not 0 < fraction < 1:
         raise ConfigError(f"holdout_fraction must be between 0 and 1, got {fraction}")
     times = np.sort(frame[time_column].unique())
-    n_hold = max(1, int(round(len(times) * fraction)))
+    n_hold = max(1, round(len(times) * fraction))
     cut = times[len(times) - n_hold]
     moment = frame[time_column]
     return frame[moment < cut].reset_index(drop=True), frame[moment >= cut].reset_index(drop=True)

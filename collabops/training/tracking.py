@@ -7,7 +7,8 @@ starts one per pipeline run); the tracking server is the stack's business.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 

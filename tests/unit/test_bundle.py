@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collabops.exchange.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
 from collabops.data.contract import load_contract
+from collabops.exchange.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
 from collabops.exchange.signing import generate_key_pair, load_signer, trusted_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +54,8 @@ def _resign(root: Path, keys, partner: str, change) -> None:
 
 
 def _refused(root: Path, keys, check: str, fragment: str, **kwargs) -> None:
-    with pytest.raises(BundleError) as error:
-        with open_bundle(root, trusted_keys(keys[0]), **kwargs):
-            pass
+    with pytest.raises(BundleError) as error, open_bundle(root, trusted_keys(keys[0]), **kwargs):
+        pass
     assert error.value.check == check
     assert fragment in str(error.value)
     assert str(root) in str(error.value)

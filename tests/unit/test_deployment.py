@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -14,7 +15,7 @@ from collabops.production.deployment import DeploymentError, smoke_test
 class _Fake(BaseHTTPRequestHandler):
     """A stand-in prediction service whose answers the test sets."""
 
-    answers: dict = {}
+    answers: typing.ClassVar[dict] = {}
 
     def _send(self, path: str) -> None:
         status, body = self.answers[path]
@@ -25,10 +26,10 @@ class _Fake(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._send(self.path)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         self._send(self.path)
 
@@ -69,7 +70,7 @@ def test_different_predictions_fail(fake_service):
 
 def test_a_refused_prediction_fails_with_the_status(fake_service):
     _Fake.answers["/predict"] = (422, {"error": "record 0: missing field(s) timestamp"})
-    with pytest.raises(DeploymentError, match="answered 422: .*missing field"):
+    with pytest.raises(DeploymentError, match=r"answered 422: .*missing field"):
         smoke_test(fake_service, RECORDS, [0.5, 0.25], "3", "b-1")
 
 

@@ -59,7 +59,8 @@ def test_holidays_events_and_personal_columns(year):
     holidays = set(frame.loc[frame["is_holiday"], "timestamp"].dt.date.astype(str))
     assert {"2024-12-25", "2024-06-21", "2024-03-29", "2024-05-09"} <= holidays  # Midsummer Eve, Good Friday, Ascension
     arena = frame[frame["car_park_kind"] == "event_arena"]
-    assert arena[arena["event_nearby"]]["occupancy_rate"].mean() > 3 * arena[~arena["event_nearby"]]["occupancy_rate"].mean()
+    with_event = arena[arena["event_nearby"]]["occupancy_rate"].mean()
+    assert with_event > 3 * arena[~arena["event_nearby"]]["occupancy_rate"].mean()
     plates = frame["last_entry_plate"].dropna()
     assert plates.str.fullmatch(r"[A-Z]{3} \d{3}").all()
     assert frame["last_entry_customer_id"].dropna().str.fullmatch(r"CU-\d{6}").all()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collabops.errors import ConfigError, DataError
 from collabops.data.generator import GeneratorSettings, generate
 from collabops.data.split import SplitSettings, time_split
+from collabops.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # prometheus_client picks its mode when first imported: in ServiceMetrics, not at our import
-    from collabops.data.contract import DataContract
     from prometheus_client import Histogram
     from prometheus_client.metrics_core import Metric
     from prometheus_client.samples import Sample
+
+    from collabops.data.contract import DataContract
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Upper bounds (seconds) of the request-latency histogram."""
