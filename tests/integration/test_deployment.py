@@ -1,64 +1,66 @@
-"""Taking imported models into production on the industry stack, through ``python run.py``.
+"""Taking imported models into production on the industry stack: gate, serve, replace, roll back, stop.
 
-The industry world is a copy of the repository with its own ZenML store; the
-university's side is played by this test: it fits models on the exported
-data bundle and signs model bundles with a university key, exactly the
-format `run.py handover` writes (the handover itself is tested in
-test_handover.py). Prediction services are real processes on 127.0.0.1,
-started by the deployment pipeline; the module stops them by PID at the end.
+The industry side is the session's store, in this process. The module's
+fixture builds the expensive shared part once: two exports (each keeps its
+acceptance holdout, tagged with its data bundle) and model bundles signed
+with a university key, fitted on the first export's data, exactly the format
+``run.py handover`` writes (the handover itself is in test_handover.py).
+
+Every test works on a model of its own (its own project file), imports the
+versions it needs and deploys them, so it passes alone and in any order; a
+finalizer stops its services. The refusal tests share one model in
+production (``production``), since each of them asserts that production is
+untouched. Prediction services are real processes on 127.0.0.1 (one worker
+each; several workers are tested in tests/service); at the end of the module
+every service a test started is stopped by PID.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import Workspace, copy_project
+from tests.conftest import (
+    CliResult,
+    assert_refused,
+    example_data,
+    key_pair,
+    model_bundle,
+    model_version,
+    run_cli,
+    unique,
+    version_numbers,
+    write_project,
+)
 
-MODEL = "parking-occupancy"
-STATE = """
-import json
-from zenml.client import Client
-from zenml.enums import ModelStages
-c = Client()
-out = {}
-for v in c.list_model_versions(model_name_or_id="parking-occupancy", size=100).items:
-    v = c.get_model_version("parking-occupancy", v.id)
-    md = v.run_metadata or {}
-    out[str(v.name)] = {"stage": str(v.stage), "acceptance": md.get("acceptance"), "approval": md.get("approval"),
-                        "deployment": md.get("deployment")}
-print(json.dumps(out, default=str))
-"""
-PIDS = """
-import json
-from zenml.client import Client
-print(json.dumps([s.status.get("runtime_path") for s in Client().list_services(size=100, hydrate=True).items]))
-"""
+pytestmark = pytest.mark.slow
+
+PSEUDONYMISATION = {"COLLABOPS_PSEUDONYMISATION_KEY": "industry-only-secret-0123456789"}
+RECORD = {"timestamp": "2024-05-01T08:00:00", "car_park_id": "CP001", "car_park_kind": "city_centre", "capacity": 500,
+          "temperature_c": 12.0, "rain_mm": 0.0, "is_holiday": False, "event_nearby": False, "price_per_hour": 30.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as answer:
         return json.loads(answer.read())
-
-
-def _serving_url(ws: Workspace) -> str:
-    """The URL `run.py status` reports for the running service."""
-    found = re.search(r"url:\s+(http://\S+)", ws.run("status").stdout)
-    assert found, "no running service"
-    return found.group(1)
-
-
-RECORD = {"timestamp": "2024-05-01T08:00:00", "car_park_id": "CP001", "car_park_kind": "city_centre", "capacity": 500,
-          "temperature_c": 12.0, "rain_mm": 0.0, "is_holiday": False, "event_nearby": False, "price_per_hour": 30.0}
 
 
 def _predict(url: str, api_key: str | None = None) -> tuple[int, dict]:
@@ -78,218 +80,301 @@ def _url(output: str) -> str:
     return found.group(1)
 
 
-def _university_bundle(data_bundle: Path, keys: Path, private: Path, out: Path, max_iter: int,
-                       trained_on: str) -> Path:
-    """What `run.py handover` sends: a model fitted on the exported data, signed by the university."""
-    import pandas as pd
-    from sklearn.ensemble import HistGradientBoostingRegressor
+def _imported_version(result: CliResult) -> str:
+    assert result.code == 0, result
+    return re.search(r" version (\d+) on stack 'industry-local'", result.out).group(1)
 
-    from collabops.exchange.bundle import Producer
-    from collabops.data.contract import load_contract
-    from collabops.training.features import build_model
-    from collabops.exchange.model_bundle import write_model_bundle
-    from collabops.data.profile import profile
-    from collabops.exchange.signing import load_signer
 
-    contract = load_contract(data_bundle / "contract.yaml")
-    frame = pd.read_parquet(next((data_bundle / "data").glob("*.parquet")))
-    model = build_model(contract, HistGradientBoostingRegressor(max_iter=max_iter, random_state=0))
-    model.fit(frame[contract.feature_columns], frame[contract.target])
-    reference = frame.drop(columns=contract.personal_columns)
-    metrics = {"test": {"overall": {"mae": 0.03}, "by_segment": {}}}
-    path, _ = write_model_bundle(model, contract, metrics, profile(frame, contract), reference.head(500),
-                                 "# test model\n", Producer(partner="university", stack="university-local"),
-                                 load_signer("university", private), out,
-                                 extra={"model": {"name": MODEL, "version": str(max_iter),
-                                                  "training_data_bundle_id": trained_on}})
-    return path
+def _running_services(project: Path) -> list[tuple[str, int]]:
+    """(model version, PID) of every running service of the project's model, as ``status`` reports them."""
+    status = run_cli("status", "--project", project).out
+    found = re.findall(r"^  service \S+: running\n.*?model version: (\d+).*?pid:\s+(\d+)", status, re.M | re.S)
+    return [(version, int(pid)) for version, pid in found]
+
+
+@dataclass
+class Exchange:
+    """What the module shares: keys, two exports with their holdouts, and model bundles from the university."""
+
+    base: Path
+    keys: Path
+    university_key: Path
+    first_bundle: Path
+    first_bundle_id: str
+    first_holdout_rows: int
+    second_bundle_id: str
+    good: Path
+    worse: Path
+    projects: list[Path] = field(default_factory=list)
+
+    def project(self, folder: Path, model_name: str | None = None, keys_dir: Path | None = None,
+                **changes) -> Path:
+        """A project of its own (a new model unless ``model_name``), serving on a free port with one worker."""
+        deployment = changes.pop("deployment", {})
+        serving = {"workers": 1, "port": _free_port(), "start_timeout": 90, **deployment.pop("serving", {})}
+        path = write_project(folder, model_name=model_name or unique("deploy-model"), keys_dir=keys_dir or self.keys,
+                             deployment={**deployment, "serving": serving}, **changes)
+        self.projects.append(path)
+        return path
+
+
+def _export(project: Path, private_key: Path, frame, folder: Path) -> tuple[Path, int]:
+    """``export-data`` of ``frame``: the data bundle it wrote, and how many rows it kept back as the holdout."""
+    raw = folder / "raw.parquet"
+    folder.mkdir(parents=True)
+    frame.to_parquet(raw, index=False)
+    exported = run_cli("export-data", "--project", project, "--data", raw, "--out", folder / "exchange",
+                       "--private-key", private_key, env=PSEUDONYMISATION)
+    assert exported.code == 0, exported
+    rows = int(re.search(r"acceptance holdout kept on this side: ([\d,]+) rows", exported.out).group(1)
+               .replace(",", ""))
+    return next((folder / "exchange").glob("data-*")), rows
+
+
+def _bundle_id(bundle: Path) -> str:
+    return json.loads((bundle / "manifest.json").read_text())["bundle_id"]
+
+
+def stop_services(project: Path) -> None:
+    """``undeploy``, then SIGTERM to any service process of the project's model that still runs."""
+    running = _running_services(project)
+    run_cli("undeploy", "--project", project)
+    for _version, pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
-def industry(tmp_path_factory):
-    from collabops.exchange.signing import generate_key_pair
-
+def exchange(tmp_path_factory) -> Iterator[Exchange]:
     base = tmp_path_factory.mktemp("deployment")
-    ws = Workspace(copy_project(base / "industry"), base / "industry-zenml",
-                   {"XDG_CONFIG_HOME": str(base / "industry-home"),
-                    "COLLABOPS_PSEUDONYMISATION_KEY": "industry-only-secret-0123456789"})
-    shutil.rmtree(ws.root / "keys", ignore_errors=True)
-    (ws.root / "keys").mkdir()
-    config_path = ws.root / "configs" / "collaboration.yaml"
-    config = yaml.safe_load(config_path.read_text())
-    config["deployment"]["serving"]["workers"] = 1  # several workers are tested in tests/service; here: start fast
-    config_path.write_text(yaml.safe_dump(config))
-    assert ws.run("keys", "init", "--partner", "industry").returncode == 0
-    university_key = base / "university-home" / "university.key"
-    generate_key_pair(university_key, ws.root / "keys" / "university.pub", "university")
-    raw = base / "raw.parquet"
-    assert ws.run("generate-data", "--out", str(raw), "--months", "4", "--car-parks", "8").returncode == 0
-    exported = ws.run("export-data", "--data", str(raw), "--out", str(base / "exchange"))
-    assert exported.returncode == 0, exported.stderr[-3000:]
-    data_bundle = next((base / "exchange").glob("data-*"))
-    data_id = json.loads((data_bundle / "manifest.json").read_text())["bundle_id"]
-    good = _university_bundle(data_bundle, ws.root / "keys", university_key, base / "exchange", 60, data_id)
-    worse = _university_bundle(data_bundle, ws.root / "keys", university_key, base / "exchange", 3, data_id)
-    imported = ws.run("import-model", str(good))
-    assert imported.returncode == 0, imported.stderr[-3000:]
-    yield ws, good, worse
-    ws.run("undeploy")
-    for runtime in ws.query(PIDS):  # whatever a failed test left behind
-        pid_file = Path(runtime or "") / "service.pid"
-        if pid_file.is_file():
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
+    keys = base / "keys"
+    industry_key = key_pair(keys, base / "industry-home", "industry")
+    university_key = key_pair(keys, base / "university-home", "university")
+    exporter = write_project(base / "exporter", keys_dir=keys)
+    first, first_rows = _export(exporter, industry_key, example_data(months=4, car_parks=8, seed=7), base / "first")
+    second, second_rows = _export(exporter, industry_key, example_data(months=3, car_parks=8, seed=11), base / "second")
+    assert first_rows != second_rows  # so the gate's report tells which holdout it scored
+    # The university's side: models fitted on the first export's data bundle, as its handover would send them.
+    good = model_bundle(first, university_key, base / "to-industry", max_iter=60)
+    worse = model_bundle(first, university_key, base / "to-industry", max_iter=3)
+    shared = Exchange(base, keys, university_key, first, _bundle_id(first), first_rows, _bundle_id(second), good,
+                      worse)
+    yield shared
+    for project in shared.projects:  # whatever a test or its finalizer left running
+        stop_services(project)
 
 
-def test_an_imported_model_passes_the_gate_and_serves_in_production(industry):
-    ws, _, _ = industry
-    deployed = ws.run("deploy")
-    assert deployed.returncode == 0, deployed.stderr[-3000:]
-    assert "# Acceptance gate: PASSED" in deployed.stdout
-    assert "smoke test: GET /health: 200" in deployed.stdout
-    url = _url(deployed.stdout)
-    assert _get(f"{url}/health")["model_version"] == "1"
-    state = ws.query(STATE)
-    assert state["1"]["stage"] == "production" and state["1"]["acceptance"]["passed"] is True
-    listed = ws.zenml("model", "version", "list", "--model", MODEL)
-    assert listed.returncode == 0 and re.search(r"production", listed.stdout), listed.stdout + listed.stderr
-    status = ws.run("status")
-    assert status.returncode == 0 and f"url:           {url}" in status.stdout
-    assert "model version: 1 (production)" in status.stdout and "producer:      university" in status.stdout
+@pytest.fixture
+def own_project(exchange: Exchange, tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Make projects of the test's own models; their services are stopped when the test ends."""
+    made: list[Path] = []
+
+    def make(**changes) -> Path:
+        project = exchange.project(tmp_path / f"project-{len(made)}", **changes)
+        made.append(project)
+        return project
+
+    yield make
+    for project in made:
+        stop_services(project)
+
+
+@dataclass(frozen=True)
+class Production:
+    project: Path
+    model_name: str
+    deployed: CliResult
+    url: str
+
+
+@pytest.fixture(scope="module")
+def production(exchange: Exchange) -> Production:
+    """A model whose imported version 1 passed the gate and serves in production (shared by the refusal tests)."""
+    project = exchange.project(exchange.base / "production")
+    assert _imported_version(run_cli("import-model", exchange.good, "--project", project)) == "1"
+    deployed = run_cli("deploy", "--project", project)
+    assert deployed.code == 0, deployed
+    return Production(project, _model_name(project), deployed, _url(deployed.out))
+
+
+def _model_name(project: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(project.read_text())["model_name"]
+
+
+def _assert_production_untouched(production: Production) -> None:
+    assert model_version(production.model_name, 1).stage == "production"
+    assert _get(f"{production.url}/health")["model_version"] == "1"
+    assert [v for v, _ in _running_services(production.project)] == ["1"]
+
+
+def test_an_imported_model_passes_the_gate_and_serves_in_production(production):
+    out = production.deployed.out
+    assert "# Acceptance gate: PASSED" in out
+    assert "smoke test: GET /health: 200" in out
+    assert f"{production.model_name} version 1 is in production, serving at {production.url}" in out
+    assert _get(f"{production.url}/health")["model_version"] == "1"
+    version = model_version(production.model_name, 1)
+    assert version.stage == "production" and version.run_metadata["acceptance"]["passed"] is True
+    assert version.run_metadata["deployment"]["url"] == production.url
+    status = run_cli("status", "--project", production.project)
+    assert status.code == 0 and f"url:           {production.url}" in status.out, status
+    assert "model version: 1 (production)" in status.out and "producer:      university" in status.out
 
 
 REFUSED = [
     (["deploy", "--version", "abc"], "--version 'abc' is neither a version number nor latest-imported"),
-    (["deploy", "--version", "99"], "model 'parking-occupancy' has no version 99 on stack 'industry-local'"),
+    (["deploy", "--version", "99"], "has no version '99' on stack 'industry-local'"),
     (["deploy", "--partner", "university"], "stack 'university-local' has no model deployer"),
-    (["approve", "1", "--by", " "], "--by must name who approves"),
-    (["approve", "first", "--by", "Ops"], "VERSION 'first' is not a version number"),
     (["rollback"], "production version 1 replaced no earlier production version; there is nothing to roll back to"),
 ]
 
 
-def test_bad_deployment_commands_are_refused_and_production_is_untouched(industry):
-    ws, _, _ = industry
-    url = _serving_url(ws)
-    for args, message in REFUSED:
-        result = ws.run(*args)
-        assert result.returncode == 1 and message in result.stderr, (args, result.stderr[-2000:])
-        assert "Traceback" not in result.stderr, args
-    assert ws.query(STATE)["1"]["stage"] == "production"
-    assert _get(f"{url}/health")["model_version"] == "1"
+@pytest.mark.parametrize("argv, message", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_bad_deployment_command_is_refused_and_production_is_untouched(production, argv, message):
+    assert_refused(run_cli(*argv, "--project", production.project), message)
+    _assert_production_untouched(production)
 
 
-def test_the_gate_refuses_a_worse_model_and_production_is_untouched(industry):
-    ws, _, worse = industry
-    url = _serving_url(ws)
-    assert ws.run("import-model", str(worse)).returncode == 0
-    refused = ws.run("deploy", "--version", "2")
-    assert refused.returncode == 1
-    assert "acceptance gate refused model version 2" in refused.stderr and "Production is unchanged" in refused.stderr
-    assert "is worse than production's" in refused.stderr and "# Acceptance gate: FAILED" in refused.stderr
-    state = ws.query(STATE)
-    assert state["2"]["acceptance"]["passed"] is False and state["2"]["stage"] != "production"
-    assert state["1"]["stage"] == "production"
-    assert _get(f"{url}/health")["model_version"] == "1"
+def test_the_gate_refuses_a_worse_model_and_shows_that_runs_report(production, exchange):
+    from zenml.client import Client
+
+    worse = _imported_version(run_cli("import-model", exchange.worse, "--project", production.project))
+    refused = run_cli("deploy", "--version", worse, "--project", production.project)
+    assert_refused(refused, f"acceptance gate refused model version {worse}", "Production is unchanged",
+                   "is worse than production's")
+    assert "# Acceptance gate: FAILED" in refused.err
+    # The report shown is the one this deploy run stored (the newest deploy run in the store).
+    newest = Client().list_pipeline_runs(pipeline_name="deploy", sort_by="desc:created", size=1).items[0]
+    stored = str(newest.steps["acceptance_gate"].outputs["acceptance_report"][0].load())
+    assert stored in refused.err
+    assert f"Model version {worse} (bundle " in stored and "production: version 1" in stored
+    metadata = model_version(production.model_name, worse).run_metadata
+    assert metadata["acceptance"]["passed"] is False
+    assert model_version(production.model_name, worse).stage != "production"
+    _assert_production_untouched(production)
 
 
-def test_deploy_refuses_an_unapproved_version_when_approval_is_required(industry):
-    ws, good, _ = industry
-    config_path = ws.root / "configs" / "collaboration.yaml"
-    original = config_path.read_text()
-    config = yaml.safe_load(original)
-    config["deployment"]["require_approval"] = True
-    config_path.write_text(yaml.safe_dump(config))
+def test_a_failed_smoke_test_leaves_the_running_service_alone(production, exchange, tmp_path):
+    """A new version whose service cannot load its bundle (the university key withdrawn) never replaces the old."""
+    version = _imported_version(run_cli("import-model", exchange.good, "--project", production.project))
+    withdrawn = tmp_path / "keys-without-university"
+    withdrawn.mkdir()
+    shutil.copy(exchange.keys / "industry.pub", withdrawn)
+    same_model_fewer_keys = exchange.project(tmp_path / "withdrawn", model_name=production.model_name,
+                                             keys_dir=withdrawn)
+    failed = run_cli("deploy", "--version", version, "--project", same_model_fewer_keys)
+    assert_refused(failed, f"the prediction service for version {version} did not start")
+    assert "university" in failed.err  # the service's own refusal, from its log
+    _assert_production_untouched(production)
+
+
+def test_deploy_refuses_an_unapproved_version_until_it_is_approved(own_project, exchange):
+    """With require_approval, the approval is the first check; once approved, the next check (the gate) answers."""
+    project = own_project(deployment={"require_approval": True, "acceptance": {"max_error": 0.0}})
+    version = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+    refused = run_cli("deploy", "--project", project)
+    assert_refused(refused, f"python run.py approve {version} --by")
+    approved = run_cli("approve", version, "--by", "Ops Lead", "--note", "holdout report read", "--project", project)
+    assert approved.code == 0, approved
+    assert f"approved {_model_name(project)} version {version} by Ops Lead" in approved.out
+    assert model_version(_model_name(project), version).run_metadata["approval"]["by"] == "Ops Lead"
+    gated = run_cli("deploy", "--project", project)
+    assert_refused(gated, f"acceptance gate refused model version {version}")
+    assert "approve" not in gated.err.split("# Acceptance gate")[0]
+
+
+def test_the_gate_scores_the_holdout_of_the_export_the_model_was_trained_on(own_project, exchange):
+    """Two exports on this stack; the model was trained on the first: the gate uses the first's holdout."""
+    project = own_project(deployment={"acceptance": {"max_error": 0.0}})  # refused by the gate: no service needed
+    version = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+    result = run_cli("deploy", "--project", project)
+    assert (f"acceptance holdout: kept back by the export that wrote data bundle {exchange.first_bundle_id}, "
+            "which the model was trained on") in result.out
+    assert_refused(result, f"acceptance gate refused model version {version}")
+    assert f"on {exchange.first_holdout_rows:,} holdout rows" in result.err
+    assert exchange.second_bundle_id not in result.out + result.err
+
+
+def test_a_model_trained_on_data_no_export_wrote_uses_the_newest_holdout_and_says_so(own_project, exchange, tmp_path):
+    project = own_project(deployment={"acceptance": {"max_error": 0.0}})
+    elsewhere = model_bundle(exchange.first_bundle, exchange.university_key, tmp_path, max_iter=10,
+                             trained_on="not-exported-here")
+    assert _imported_version(run_cli("import-model", elsewhere, "--project", project)) == "1"
+    result = run_cli("deploy", "--project", project)
+    assert ("acceptance holdout: the model was trained on data bundle not-exported-here, which no export on this "
+            "stack wrote; using the newest holdout on this stack") in result.out
+    assert_refused(result, "acceptance gate refused model version 1")
+
+
+def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(own_project, exchange):
+    from zenml.client import Client
+
+    secret = unique("serving-key")
+    Client().create_secret(name=secret, values={"api_key": "key-for-tests-only"})
     try:
-        assert ws.run("import-model", str(good)).returncode == 0  # version 3: the good model again
-        refused = ws.run("deploy", "--version", "3")
-        assert refused.returncode == 1 and "python run.py approve 3 --by" in refused.stderr
-        approved = ws.run("approve", "3", "--by", "Ops Lead", "--note", "holdout report read")
-        assert approved.returncode == 0, approved.stderr[-2000:]
-        assert ws.query(STATE)["3"]["approval"]["by"] == "Ops Lead"
-    finally:
-        config_path.write_text(original)
-
-
-def test_a_failed_smoke_test_leaves_the_running_service_alone(industry):
-    ws, _, _ = industry
-    url = _serving_url(ws)
-    key = ws.root / "keys" / "university.pub"
-    revoked = key.read_bytes()
-    key.unlink()  # the university's key is withdrawn: a new service refuses to load the bundle
-    try:
-        failed = ws.run("deploy", "--version", "3")
-    finally:
-        key.write_bytes(revoked)
-    assert failed.returncode == 1
-    assert "the prediction service for version 3 did not start" in failed.stderr
-    assert "university" in failed.stderr  # the service's own refusal, from its log
-    assert _get(f"{url}/health")["model_version"] == "1"
-    assert ws.query(STATE)["1"]["stage"] == "production"
-    assert len(re.findall(r"^  service \S+: running$", ws.run("status").stdout, re.M)) == 1
-
-
-def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(industry):
-    ws, _, _ = industry
-    old_url = _serving_url(ws)
-    # From now on the service wants an API key, kept in the ZenML secret store.
-    created = ws.zenml("secret", "create", "serving-key", "--api_key=key-for-tests-only")
-    assert created.returncode == 0, created.stderr[-2000:]
-    config_path = ws.root / "configs" / "collaboration.yaml"
-    original = config_path.read_text()
-    config = yaml.safe_load(original)
-    config["deployment"]["serving"]["api_key_secret"] = "serving-key"
-    config_path.write_text(yaml.safe_dump(config))
-    try:
-        deployed = ws.run("deploy", "--version", "3")
-        assert deployed.returncode == 0, deployed.stderr[-3000:]
-        new_url = _url(deployed.stdout)
-        assert new_url != old_url and "retired: version 1" in deployed.stdout
-        assert _get(f"{new_url}/metadata")["model_version"] == "3"
+        project = own_project(deployment={"serving": {"api_key_secret": secret}})
+        name = _model_name(project)
+        first = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+        deployed = run_cli("deploy", "--project", project)
+        assert deployed.code == 0, deployed
+        old_url = _url(deployed.out)
+        second = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+        replaced = run_cli("deploy", "--project", project)
+        assert replaced.code == 0, replaced
+        new_url = _url(replaced.out)
+        assert new_url != old_url and f"retired: version {first}" in replaced.out
+        assert _get(f"{new_url}/metadata")["model_version"] == second
         assert _predict(new_url)[0] == 401
         status, answer = _predict(new_url, "key-for-tests-only")
-        assert status == 200 and answer["model_version"] == "3" and 0 <= answer["predictions"][0] <= 1.2
+        assert status == 200 and answer["model_version"] == second and 0 <= answer["predictions"][0] <= 1.2
         with pytest.raises(urllib.error.URLError):
             _get(f"{old_url}/health")
-        state = ws.query(STATE)
-        assert state["3"]["stage"] == "production" and state["3"]["deployment"]["replaced_version"] == "1"
-        assert state["1"]["stage"] != "production"
+        assert model_version(name, second).stage == "production"
+        assert model_version(name, second).run_metadata["deployment"]["replaced_version"] == first
+        assert model_version(name, first).stage != "production"
 
-        rolled = ws.run("rollback")
-        assert rolled.returncode == 0, rolled.stderr[-3000:]
-        assert "rolling back parking-occupancy from version 3 to version 1" in rolled.stdout
-        back_url = _url(rolled.stdout)
-        assert _get(f"{back_url}/metadata")["model_version"] == "1"
-        assert _predict(back_url, "key-for-tests-only")[1]["model_version"] == "1"
-        assert ws.query(STATE)["1"]["stage"] == "production"
-        assert "model version: 1 (production)" in ws.run("status").stdout
+        rolled = run_cli("rollback", "--project", project)
+        assert rolled.code == 0, rolled
+        assert f"rolling back {name} from version {second} to version {first}" in rolled.out
+        back_url = _url(rolled.out)
+        assert _get(f"{back_url}/metadata")["model_version"] == first
+        assert _predict(back_url, "key-for-tests-only")[1]["model_version"] == first
+        assert model_version(name, first).stage == "production"
+        assert [v for v, _ in _running_services(project)] == [first]
+        assert f"model version: {first} (production)" in run_cli("status", "--project", project).out
     finally:
-        config_path.write_text(original)
+        Client().delete_secret(secret)
 
 
-def test_a_killed_service_is_reported_and_a_redeploy_serves_the_same_model_again(industry):
-    ws, _, _ = industry
-    url = _serving_url(ws)
-    before = _get(f"{url}/metadata")
-    pid = int(re.search(r"pid:\s+(\d+)", ws.run("status").stdout).group(1))
+def test_a_killed_service_is_reported_and_a_redeploy_serves_the_same_model_again(own_project, exchange):
+    project = own_project()
+    version = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+    deployed = run_cli("deploy", "--project", project)
+    assert deployed.code == 0, deployed
+    before = _get(f"{_url(deployed.out)}/metadata")
+    [(_, pid)] = _running_services(project)
     os.kill(pid, signal.SIGKILL)
-    status = ws.run("status").stdout
-    assert "not running" in status and "restart:       python run.py deploy --version 1" in status
-    restarted = ws.run("deploy", "--version", "1")
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
-    after = _get(f"{_url(restarted.stdout)}/metadata")
+    status = run_cli("status", "--project", project).out
+    assert "not running" in status and f"restart:       python run.py deploy --version {version}" in status
+    restarted = run_cli("deploy", "--version", version, "--project", project)
+    assert restarted.code == 0, restarted
+    after = _get(f"{_url(restarted.out)}/metadata")
     assert (after["model_version"], after["bundle_id"]) == (before["model_version"], before["bundle_id"])
-    assert len(re.findall(r"^  service \S+: running$", ws.run("status").stdout, re.M)) == 1
+    assert [v for v, _ in _running_services(project)] == [version]
 
 
-def test_undeploy_stops_the_service(industry):
-    ws, _, _ = industry
-    url = _serving_url(ws)
-    stopped = ws.run("undeploy")
-    assert stopped.returncode == 0 and "stopped the service of version 1" in stopped.stdout
+def test_undeploy_stops_the_service_and_leaves_the_stage(own_project, exchange):
+    project = own_project()
+    version = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+    deployed = run_cli("deploy", "--project", project)
+    assert deployed.code == 0, deployed
+    url = _url(deployed.out)
+    stopped = run_cli("undeploy", "--project", project)
+    assert stopped.code == 0 and f"stopped the service of version {version}" in stopped.out, stopped
     with pytest.raises(urllib.error.URLError):
         _get(f"{url}/health")
-    assert "no prediction service" in ws.run("status").stdout
-    assert ws.query(STATE)["1"]["stage"] == "production"
+    assert "no prediction service" in run_cli("status", "--project", project).out
+    assert model_version(_model_name(project), version).stage == "production"
+    assert version_numbers(_model_name(project)) == [int(version)]

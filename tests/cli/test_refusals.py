@@ -1,0 +1,79 @@
+"""Refusals decided before ZenML is touched: missing bundles, bad approvals, usage errors; and ``verify`` (no store)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StoreTouched, assert_refused, data_bundle, example_data, key_pair, write_project
+
+
+def test_the_store_tripwire_fires_when_a_command_reaches_zenml(cli, tmp_path):
+    """The guard every fast test relies on: a command that would set up the store fails the test instead."""
+    with pytest.raises(StoreTouched):
+        cli("stacks", "--project", write_project(tmp_path))
+
+
+@pytest.mark.parametrize("argv", [
+    ["import-model", "{missing}"], ["import-model", "{missing}.tar.gz"], ["train", "--data-bundle", "{missing}"],
+    ["verify", "{missing}"], ["verify", "{missing}.tar.gz"],
+])
+def test_a_missing_bundle_is_refused(cli, tmp_path, argv):
+    missing = tmp_path / "exchange" / "model-nope"
+    filled = [a.format(missing=missing) for a in argv]
+    assert_refused(cli(*filled, "--project", write_project(tmp_path)), f"{filled[-1]}: bundle not found")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["approve", "1", "--by", "  "], "--by must name who approves"),
+    (["approve", "first", "--by", "Ops"], "VERSION 'first' is not a version number"),
+])
+def test_a_bad_approval_is_refused(cli, tmp_path, argv, fragment):
+    assert_refused(cli(*argv, "--project", write_project(tmp_path)), fragment)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--data", "a.csv", "--data-bundle", "b"], "not allowed with argument --data"),
+    (["export-data", "--data", "a.csv"], "the following arguments are required: --out"),
+    (["deploy", "--versoin", "2"], "unrecognized arguments: --versoin"),
+])
+def test_usage_errors_exit_2_with_argparse_message(cli, argv, fragment):
+    result = cli(*argv)
+    assert result.code == 2 and fragment in result.err, result
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory) -> tuple[Path, Path]:
+    """A data bundle signed by the industry, and a project (at the university) that trusts the industry's key."""
+    base = tmp_path_factory.mktemp("verify")
+    private = key_pair(base / "keys", base / "home", "industry")
+    bundle = data_bundle(example_data(months=1, car_parks=3), private, base / "exchange")
+    return bundle, write_project(base / "university", keys_dir=base / "keys")
+
+
+def test_verify_prints_the_manifest_and_the_signer(cli, signed):
+    bundle, project = signed
+    result = cli("verify", bundle, "--project", project)
+    assert result.code == 0, result
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert f"verified: data bundle {manifest['bundle_id']}, signed by 'industry', " \
+           f"{len(manifest['files'])} file(s) checked" in result.out
+    assert manifest["data_file"] == "data/parking-occupancy.parquet"
+    assert json.loads(result.out[:result.out.rindex("}") + 1]) == manifest
+
+
+def test_verify_refuses_a_changed_payload(cli, signed, tmp_path):
+    bundle, project = signed
+    broken = tmp_path / bundle.name
+    shutil.copytree(bundle, broken)
+    (broken / "profile.json").write_text("{}")
+    assert_refused(cli("verify", broken, "--project", project), "bundle refused, check 'files' failed")
+
+
+def test_verify_refuses_a_bundle_nobody_trusted_signed(cli, signed, tmp_path):
+    bundle, _ = signed
+    stranger = write_project(tmp_path / "stranger")  # trusts no key at all
+    assert_refused(cli("verify", bundle, "--project", stranger), "bundle refused, check 'signature' failed")
