@@ -45,11 +45,11 @@ def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: str | Non
     from orchestration import models, services, workspace
 
     project = project_of(args)
-    stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
-    services.require_deployer()
     wanted = str(args.version)
     if wanted != LATEST_IMPORTED and not wanted.isdigit():
         raise ConfigError(f"--version '{wanted}' is neither a version number nor {LATEST_IMPORTED}")
+    stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
+    services.require_deployer()
     chosen = models.resolve(project.model_name, wanted, stack)
     check_deployable(chosen.metadata, chosen.number, project.deployment.require_approval)
     holdout_id, holdout_note = models.acceptance_holdout(chosen, stack)

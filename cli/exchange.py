@@ -113,10 +113,13 @@ def export_data(args: argparse.Namespace) -> int:
     from orchestration.runs import run_pipeline
 
     project = project_of(args)
+    if args.partner:
+        project.stack_of(args.partner)  # refuses an unknown partner first
     preflight(project, args.data)
+    _pseudonymisation_key_check(project)  # keys are refused before the store is touched
+    load_signer(args.partner or "industry", args.private_key)
     stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
     assert partner is not None
-    _pseudonymisation_key_check(project)
     load_signer(partner, args.private_key)
     exchange = project.exchange
     print(f"exporting data as partner '{partner}' on stack '{stack}' from {args.data}")

@@ -44,9 +44,11 @@ def add_commands(commands: Any) -> None:
 
 
 def generate_data(args: argparse.Namespace) -> int:
-    from collabops.data.dataset import write_table
+    from collabops.data.dataset import SUFFIXES, write_table
     from collabops.data.generator import GeneratorSettings, generate
 
+    if SUFFIXES.get(args.out.suffix.lower()) is None:
+        raise ConfigError(f"{args.out}: unsupported file type '{args.out.suffix}' (use .csv or .parquet)")
     if args.out.exists() and not args.force:
         raise ConfigError(f"{args.out}: already exists (use --force to overwrite)")
     if args.months < 1 or args.car_parks < 1:
@@ -70,6 +72,8 @@ def stacks(args: argparse.Namespace) -> int:
     from orchestration import workspace
 
     project = project_of(args)
+    if args.partner:
+        project.stack_of(args.partner)  # an unknown partner is refused before the store is touched
     for line in workspace.setup(project):
         print(line)
     if args.partner or args.stack:
@@ -102,6 +106,7 @@ def train(args: argparse.Namespace) -> int:
     project = project_of(args)
     config = load_training_config(args.config or project.training_path)
     parameters = config["parameters"]
+    _check_estimator_parameters(project, parameters.get("search"))
     if args.data is not None:
         preflight(project, args.data, parameters.get("split"))
         parameters["data_path"] = str(args.data.resolve())
@@ -131,6 +136,20 @@ def train(args: argparse.Namespace) -> int:
         print(f"training {project.model_name} as partner '{partner or 'unknown'}' on stack '{stack}' with data from "
               f"{args.data_bundle}")
         return _train_and_report(project, config, stack, partner)
+
+
+def _check_estimator_parameters(project: ProjectSettings, search: dict[str, Any] | None) -> None:
+    """Every search parameter must be one the task's estimator takes: refused now, not once a run exists."""
+    from collabops.training.search import SearchSettings
+    from collabops.training.tasks import get_task
+
+    task = get_task(project.task)
+    for candidate in SearchSettings.from_dict(search).candidates():
+        estimator = task.make_estimator({})
+        unknown = sorted(set(candidate) - set(estimator.get_params()))
+        if unknown:
+            raise ConfigError(f"search: {', '.join(unknown)} is not a parameter of {type(estimator).__name__} "
+                              f"(see its documentation; known: {', '.join(sorted(estimator.get_params()))})")
 
 
 def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: str, partner: str | None) -> int:

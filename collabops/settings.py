@@ -214,6 +214,8 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
             problems.append(f"{where}: unknown setting")
         elif error["type"] == "missing":
             problems.append(f"{where}: required setting is missing")
+        elif not error["loc"] or isinstance(error.get("input"), dict):  # the input is a whole section: not shown
+            problems.append(f"{where}: {error['msg']}")
         else:
             problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
     return f"{source}: " + ("; ".join(problems) if len(problems) <= 1 else
@@ -233,7 +235,6 @@ def load_training_config(path: Path) -> dict[str, Any]:
     file and are refused here, naming the project key to use instead.
     Raises ``ConfigError`` naming the file and key.
     """
-    from collabops.data.generator import GeneratorSettings
     from collabops.data.split import SplitSettings
     from collabops.training.search import SearchSettings
 
@@ -247,12 +248,31 @@ def load_training_config(path: Path) -> dict[str, Any]:
                               "(see configs/parking.yaml)")
         if key not in TRAINING_PARAMETERS:
             raise ConfigError(f"{path}: parameters.{key}: unknown setting (known: {', '.join(TRAINING_PARAMETERS)})")
-    try:
-        SplitSettings.from_dict(parameters.get("split"))
-        SearchSettings.from_dict(parameters.get("search"))
-        GeneratorSettings(**(parameters.get("generator") or {}))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"{path}: parameters.generator: {exc}") from None
+    for key, parse in (("split", SplitSettings.from_dict), ("search", SearchSettings.from_dict),
+                       ("generator", _generator_settings)):
+        value = parameters.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{path}: parameters.{key} must be a mapping of settings, not {value!r}")
+        try:
+            parse(value)
+        except ConfigError as exc:
+            text = str(exc)
+            raise ConfigError(f"{path}: {text if text.startswith(key) else f'{key}: {text}'}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: parameters.{key}: {exc}") from None
     return config
+
+
+def _generator_settings(raw: dict[str, Any] | None) -> Any:
+    """The example generator's settings, refused unless whole numbers of months and series are at least 1."""
+    from collabops.data.generator import GeneratorSettings
+
+    settings = GeneratorSettings(**(raw or {}))
+    for name in ("months", "car_parks", "seed"):
+        value = getattr(settings, name)
+        if type(value) is not int:
+            raise ConfigError(f"generator.{name} must be a whole number, not {value!r}")
+    if settings.months < 1 or settings.car_parks < 1:
+        raise ConfigError(f"generator: months and car_parks must be at least 1 (got {settings.months} and "
+                          f"{settings.car_parks})")
+    return settings

@@ -117,8 +117,8 @@ def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: str | None
         except Exception as exc:  # noqa: BLE001 - a failed step, whatever it raised: ZenML has logged the details
             error = _collabops_cause(exc)
             if error is None:
-                step, message = _failed_step(run_name)
-                error = CollabopsError(message) if message is not None else RunFailed(
+                step, source, message = _failed_step(run_name)
+                error = _recorded_error(source, message) if message is not None else RunFailed(
                     f"run '{run_name}' failed{f' in step {step}' if step else ''}: {type(exc).__name__}: {exc}")
             error.run_name = run_name  # type: ignore[attr-defined]  # so the caller can read what the run stored
             raise error from None
@@ -136,22 +136,36 @@ def failed_run_output(run_name: str | None, artifact: str) -> Any:
     return result.output(artifact) if result.has(artifact) else None
 
 
-def _failed_step(run_name: str) -> tuple[str | None, str | None]:
-    """(step name, message of a user-facing error) as ZenML recorded them for the failed step of ``run_name``."""
+def _failed_step(run_name: str) -> tuple[str | None, str | None, str | None]:
+    """(step name, error class source, message of a user-facing error) as ZenML recorded them for ``run_name``."""
     from zenml.client import Client
 
     try:
         run = Client().get_pipeline_run(run_name, allow_name_prefix_match=False)
     except KeyError:
-        return None, None
+        return None, None, None
     for step_name, step_run in run.steps.items():
         info = step_run.exception_info
         if info is None:
             continue
         if info.source and info.source.startswith("collabops.") and info.message:
-            return step_name, info.message
-        return step_name, None
-    return None, None
+            return step_name, info.source, info.message
+        return step_name, None, None
+    return None, None, None
+
+
+def _recorded_error(source: str | None, message: str) -> CollabopsError:
+    """The user-facing error a step raised, of its own class where that class takes just the message."""
+    import importlib
+
+    module, _, name = (source or "").rpartition(".")
+    try:
+        kind = getattr(importlib.import_module(module), name)
+        if isinstance(kind, type) and issubclass(kind, CollabopsError):
+            return kind(message)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        pass
+    return CollabopsError(message)
 
 
 def _collabops_cause(exc: BaseException) -> CollabopsError | None:

@@ -58,6 +58,8 @@ os.environ.update(
     ZENML_AUTO_OPEN_DASHBOARD="false",
     GIT_PYTHON_REFRESH="quiet",
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    # scikit-learn runs its array-API estimator check only with this set before SciPy loads (test_estimators).
+    SCIPY_ARRAY_API="1",
     XDG_CONFIG_HOME=str(_SESSION_DIR / "config-home"),  # default private key location: never the user's
 )
 for _name in ("ZENML_ACTIVE_STACK_ID", "COLLABOPS_PSEUDONYMISATION_KEY", "COLLABOPS_PRIVATE_KEY_FILE"):

@@ -11,19 +11,19 @@ data passed, which is training plus validation.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-from sklearn.model_selection import GridSearchCV, ParameterGrid, PredefinedSplit
-from sklearn.pipeline import Pipeline
-
-from collabops.data.contract import DataContract
 from collabops.errors import ConfigError
-from collabops.training.features import build_model
-from collabops.training.tasks import Task
+
+if TYPE_CHECKING:  # scikit-learn and pandas load when a search runs, not when a config is read
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from collabops.data.contract import DataContract
+    from collabops.training.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,11 @@ class SearchSettings:
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every candidate's full parameters (base merged with one grid combination), in ``ParameterGrid`` order."""
-        return [{**self.base, **combo} for combo in ParameterGrid(self.grid)] if self.grid else [dict(self.base)]
+        if not self.grid:
+            return [dict(self.base)]
+        names = sorted(self.grid)  # ParameterGrid's order: keys sorted, the last one varying fastest
+        return [{**self.base, **dict(zip(names, values, strict=True))}
+                for values in itertools.product(*(self.grid[name] for name in names))]
 
 
 @dataclass
@@ -85,6 +89,12 @@ def search(task: Task, contract: DataContract, train: pd.DataFrame, validation: 
     features, target = contract.feature_columns, contract.target
     for params in settings.candidates():
         task.make_estimator(params)  # ConfigError naming an unknown parameter, before any fitting
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    from collabops.training.features import build_model
+
     both = pd.concat([train, validation], ignore_index=True)
     # PredefinedSplit: -1 = always in training, 0 = the one test fold.
     fold = np.concatenate([np.full(len(train), -1), np.zeros(len(validation), dtype=int)])

@@ -77,3 +77,19 @@ def test_verify_refuses_a_bundle_nobody_trusted_signed(cli, signed, tmp_path):
     bundle, _ = signed
     stranger = write_project(tmp_path / "stranger")  # trusts no key at all
     assert_refused(cli("verify", bundle, "--project", stranger), "bundle refused, check 'signature' failed")
+
+
+def test_an_unknown_search_parameter_is_refused_before_the_store(cli, tmp_path):
+    """A typo in the search grid is a config error now, not a failed run later."""
+    import yaml
+
+    training = tmp_path / "training.yaml"
+    training.write_text(yaml.safe_dump({"parameters": {"search": {"base": {"max_itr": 3}}}}))
+    result = cli("train", "--config", str(training))
+    assert_refused(result, "search: max_itr is not a parameter of HistGradientBoostingRegressor")
+
+
+def test_generate_data_refuses_an_unsupported_output_before_generating(cli, tmp_path):
+    result = cli("generate-data", "--out", str(tmp_path / "data.xlsx"))
+    assert_refused(result, "data.xlsx: unsupported file type '.xlsx' (use .csv or .parquet)")
+    assert "generating" not in result.out and not list(tmp_path.iterdir())

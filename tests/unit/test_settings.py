@@ -78,6 +78,12 @@ def test_an_unknown_partner_names_the_known_ones():
     ({"serach": {}}, "parameters.serach: unknown setting"),
     ({"split": {"test_fraction": 2}}, "split.test_fraction must be between 0 and 1"),
     ({"generator": {"monts": 2}}, "parameters.generator"),
+    ({"generator": {"months": 0}}, "generator: months and car_parks must be at least 1"),
+    ({"generator": {"months": 1.5}}, "generator.months must be a whole number"),
+    ({"search": {"grid": 3}}, "parameters.search"),
+    ({"search": {"grid": {"max_leaf_nodes": 3}}}, "search.grid.max_leaf_nodes must be a non-empty list"),
+    ({"split": {"test_fraction": "0.1"}}, "parameters.split"),
+    ({"split": 7}, "parameters.split must be a mapping of settings, not 7"),
 ])
 def test_bad_training_configs_are_refused_naming_file_and_key(tmp_path, parameters, fragment):
     path = tmp_path / "training.yaml"
@@ -97,3 +103,11 @@ def test_missing_and_malformed_files_are_refused(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_project(bad)
+
+
+def test_a_wrong_section_is_named_without_echoing_the_whole_file(tmp_path):
+    path = _project(tmp_path, lambda r: r.update(default_partner="hospital"))
+    with pytest.raises(ConfigError) as refused:
+        load_project(path)
+    assert "default_partner 'hospital' is not one of the partners" in str(refused.value)
+    assert "got {" not in str(refused.value) and "deployment" not in str(refused.value)
