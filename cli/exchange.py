@@ -148,6 +148,10 @@ def handover(args: argparse.Namespace) -> int:
     assert partner is not None
     load_signer(partner, args.private_key)
     chosen = models.resolve(project.model_name, str(args.version), stack)
+    if chosen.imported_bundle_id:
+        raise ConfigError(f"{project.model_name} version {chosen.number} was imported from bundle "
+                          f"{chosen.imported_bundle_id}, not trained on this stack; hand over a version trained here "
+                          "(`zenml model version list` shows them)")
     print(f"handing over {project.model_name} version {chosen.number} as partner '{partner}' from stack '{stack}'")
     config = {"parameters": {"model_name": project.model_name, "version": chosen.number,
                              "owners": project.owners, "description": project.description,
@@ -164,7 +168,7 @@ def import_model(args: argparse.Namespace) -> int:
     from collabops.data.contract import load_contract
     from collabops.exchange.bundle import open_bundle
     from collabops.exchange.signing import trusted_keys
-    from orchestration import names, workspace
+    from orchestration import models, names, workspace
     from orchestration.runs import run_pipeline
 
     project = project_of(args)
@@ -174,6 +178,15 @@ def import_model(args: argparse.Namespace) -> int:
     keys = trusted_keys(project.keys_dir, exclude=[partner] if partner else [])
     with open_bundle(args.path, keys, kind="model", contract=load_contract(project.contract_path)) as bundle:
         print(f"verified model bundle {bundle.bundle_id} signed by '{bundle.signer}'")
+        produced_for = str((bundle.manifest.get("model") or {}).get("name") or "")
+        if produced_for and produced_for != project.model_name:
+            print(f"note: the bundle holds a version of model '{produced_for}'; it is registered as a version of "
+                  f"this project's model '{project.model_name}' ({project.source})")
+        earlier = models.imported_from(project.model_name, bundle.bundle_id)
+        if earlier is not None:
+            raise ConfigError(f"{args.path}: bundle {bundle.bundle_id} is already imported as {project.model_name} "
+                              f"version {earlier.number}; deploy that version (`python run.py deploy --version "
+                              f"{earlier.number}`)")
         config = {"parameters": {"bundle_dir": str(bundle.root), "manifest": bundle.manifest,
                                  "signer": bundle.signer, "model_name": project.model_name,
                                  "model_description": project.description}}

@@ -34,7 +34,7 @@ class _Settings(BaseModel):
 class PartnerSettings(_Settings):
     """One partner of the collaboration: the ZenML stack it runs on and who it is."""
 
-    stack: str
+    stack: str = Field(min_length=1)
     owner: str = ""
 
 
@@ -109,13 +109,13 @@ class ProjectSettings(_Settings):
     resolve them.
     """
 
-    name: str
+    name: str = Field(min_length=1)
     description: str = ""
-    model_name: str
+    model_name: str = Field(min_length=1, pattern=r"\S")
     """The ZenML model the versions belong to; written here only."""
     task: str = "regression"
-    contract: str
-    training: str
+    contract: str = Field(min_length=1)
+    training: str = Field(min_length=1)
     default_partner: str
     partners: dict[str, PartnerSettings]
     exchange: ExchangeSettings = ExchangeSettings()

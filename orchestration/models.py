@@ -84,6 +84,21 @@ def latest_imported(model_name: str, stack: str) -> ModelVersionInfo:
                       "(import one with `python run.py import-model BUNDLE`)")
 
 
+def imported_from(model_name: str, bundle_id: str) -> ModelVersionInfo | None:
+    """The version already imported from bundle ``bundle_id``, or None."""
+    from zenml.client import Client
+
+    try:
+        versions = Client().list_model_versions(model=model_name, sort_by="desc:number", size=1000,
+                                                hydrate=True).items
+    except KeyError:
+        return None
+    for version in versions:
+        if str((version.run_metadata or {}).get(names.IMPORTED_BUNDLE_ID)) == bundle_id:
+            return _info(version)
+    return None
+
+
 def production(model_name: str) -> ModelVersionInfo | None:
     """The version in the ``production`` stage, or None."""
     from zenml.client import Client

@@ -45,6 +45,8 @@ def test_defaults_are_written_once_in_the_settings_classes():
     (lambda r: r["exchange"].update(holdout_fraction=1.5), ["exchange.holdout_fraction"]),
     (lambda r: r.update(approval=True), ["approval: unknown setting"]),
     (lambda r: r.pop("model_name"), ["model_name: required setting is missing"]),
+    (lambda r: r.update(model_name=""), ["model_name"]),
+    (lambda r: r.update(model_name="  "), ["model_name"]),
     (lambda r: r.update(default_partner="hospital"), ["default_partner 'hospital' is not one of the partners"]),
 ])
 def test_bad_project_files_are_refused_naming_file_and_key(tmp_path, change, fragments):
