@@ -184,9 +184,8 @@ def import_model(args: argparse.Namespace) -> int:
                   f"this project's model '{project.model_name}' ({project.source})")
         earlier = models.imported_from(project.model_name, bundle.bundle_id)
         if earlier is not None:
-            raise ConfigError(f"{args.path}: bundle {bundle.bundle_id} is already imported as {project.model_name} "
-                              f"version {earlier.number}; deploy that version (`python run.py deploy --version "
-                              f"{earlier.number}`)")
+            print(f"note: bundle {bundle.bundle_id} is already imported as {project.model_name} version "
+                  f"{earlier.number}; importing it again makes a new version with the same model")
         config = {"parameters": {"bundle_dir": str(bundle.root), "manifest": bundle.manifest,
                                  "signer": bundle.signer, "model_name": project.model_name,
                                  "model_description": project.description}}
