@@ -4,11 +4,21 @@ ZenML starts ``run`` in a detached daemon process, so the service outlives
 the ``run.py`` process that deployed it; ZenML's service registry remembers
 it (``zenml model-deployer models list``), and ``undeploy`` stops it. The
 process serves a verified model bundle with :mod:`collabops.production.serving`.
+
+Once it has read the API key, the daemon replaces itself (``os.execve``,
+:func:`collabops.production.serving.process.exec_serve`) with a fresh
+``python -m collabops.production.serving`` serving the same config: same PID
+(the one in ZenML's pid file, which ZenML sends SIGTERM to), same log file,
+and a command line that still names ZenML's daemon entrypoint and config file
+(ZenML checks them), but without the hundreds of MiB of ZenML it had
+imported. The service's supervisor then holds neither ZenML nor the model.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +33,10 @@ from collabops.settings import ServingSettings
 
 API_KEY_ENV = "COLLABOPS_SERVING_API_KEY"
 API_KEY_SECRET_KEY = "api_key"  # the value's name inside the ZenML secret the config names
+EXEC_SERVICE = True
+"""``run`` replaces the daemon by a fresh service process (False: serve inside the daemon, ZenML loaded)."""
+
+logger = logging.getLogger(__name__)
 
 
 class PredictionServerConfig(LocalDaemonServiceConfig):
@@ -73,9 +87,19 @@ class PredictionServer(LocalDaemonService, BaseDeploymentService):
             secret = Client().get_secret(serving.api_key_secret)
             os.environ[API_KEY_ENV] = str(secret.secret_values[API_KEY_SECRET_KEY])
             api_key_env = API_KEY_ENV
-        serve(ServiceConfig(bundle_dir=Path(self.config.bundle_dir), keys_dir=Path(self.config.keys_dir),
-                            log_dir=Path(self.config.log_dir) if self.config.log_dir else None,
-                            model_version=self.config.model_version or None, api_key_env=api_key_env, serving=serving))
+        config = ServiceConfig(bundle_dir=Path(self.config.bundle_dir), keys_dir=Path(self.config.keys_dir),
+                               log_dir=Path(self.config.log_dir) if self.config.log_dir else None,
+                               model_version=self.config.model_version or None, api_key_env=api_key_env,
+                               serving=serving)
+        if EXEC_SERVICE and os.name == "posix":
+            from collabops.production.serving.process import exec_serve
+
+            pid_file = self.status.pid_file
+            try:  # keeps ZenML's daemon command line (sys.orig_argv) so that ZenML still recognises the PID
+                exec_serve(config, Path(pid_file) if pid_file else None, daemon_argv=sys.orig_argv[1:])
+            except OSError:
+                logger.exception("could not exec a fresh service process; serving inside the ZenML daemon")
+        serve(config)
 
     @property
     def prediction_url(self) -> str | None:

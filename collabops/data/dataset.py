@@ -52,7 +52,7 @@ def read_table(path: str | Path, contract: DataContract | None = None) -> pd.Dat
 
 
 def iter_table(path: str | Path, contract: DataContract | None = None, columns: Sequence[str] | None = None,
-               chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+               chunk_rows: int | None = None, text_as_categories: bool = False) -> Iterator[pd.DataFrame]:
     """The file as frames of at most ``chunk_rows`` rows (``None``: one frame), read as :func:`read_table` reads it.
 
     ``columns``: read only these if the file has them all (else every
@@ -60,6 +60,10 @@ def iter_table(path: str | Path, contract: DataContract | None = None, columns: 
     columns). Chunks keep the file's row order; a header-only file yields no
     rows (the caller says so). Errors are ``DataError`` naming the file, as
     for :func:`read_table`, raised when the reading reaches them.
+    ``text_as_categories`` (Parquet with a contract): the contract's string
+    and category columns stored as text come as pandas Categoricals (read
+    from the file's dictionary, no Python string per row; the same values,
+    which the rules check once per category); CSV is read as always.
     """
     path = Path(path)
     kind = check_readable(path)
@@ -68,7 +72,7 @@ def iter_table(path: str | Path, contract: DataContract | None = None, columns: 
         if kind == "csv":
             yield from _csv(path, rules, columns, chunk_rows)
         else:
-            yield from _parquet(path, rules, columns, chunk_rows)
+            yield from _parquet(path, rules, columns, chunk_rows, text_as_categories)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty (no header, no rows)") from None
     except UnicodeDecodeError:
@@ -115,10 +119,18 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _parquet(path: Path, rules: ContractRules | None, columns: Sequence[str] | None,
-             chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+             chunk_rows: int | None, text_as_categories: bool = False) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path) as parquet:
+    dictionary: list[str] = []
+    if text_as_categories and rules is not None:
+        schema = pq.read_schema(path)
+        _refuse_twice(path, schema.names)
+        text = {rule.name for rule in rules.columns if rule.kind in ("string", "category")}
+        dictionary = [f.name for f in schema if f.name in text and (pa.types.is_string(f.type) or
+                                                                     pa.types.is_large_string(f.type))]
+    with pq.ParquetFile(path, read_dictionary=dictionary or None) as parquet:
         names = parquet.schema_arrow.names
         _refuse_twice(path, names)
         wanted = list(columns) if columns is not None and set(columns) <= set(names) else None

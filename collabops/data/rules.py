@@ -248,6 +248,10 @@ class ColumnRule:
 
     def column(self, series: pd.Series) -> ColumnCheck:
         """The column checked by this rule, vectorised; the same verdict as :meth:`value` on each of its values."""
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            accepted = self._categorical(series)
+            if accepted is not None:
+                return accepted
         view, data, nulls = _view(series)
         if view == "O":
             good_values, mistyped = self._elementwise(data, nulls)
@@ -262,6 +266,34 @@ class ColumnRule:
         else:
             values = pd.Series(_final(self, good_values, nulls, data), index=series.index, name=series.name)
         return ColumnCheck(values, disallowed, mistyped, outside, too_long)
+
+    def _categorical(self, series: pd.Series) -> ColumnCheck | None:
+        """A pandas Categorical checked once per category, the verdicts spread to the rows by the codes.
+
+        Each value's verdict depends on that value alone, so it is the
+        per-row verdict (e.g. a Parquet text column read as a dictionary).
+        Returns None when a row is refused (or there is no category): the
+        per-row path then builds the refused column.
+        """
+        categories = np.asarray(series.cat.categories, dtype=object)
+        codes = series.cat.codes.to_numpy()
+        nulls = codes < 0
+        if len(categories) == 0 or (nulls.any() and not self.nullable):
+            return None
+        converted, mistyped = self._elementwise(categories, np.zeros(len(categories), dtype=bool))
+        if mistyped[codes[~nulls]].any():
+            return None
+        outside, too_long = self._domain_masks(converted, np.ones(len(categories), dtype=bool))
+        values = converted[codes]
+        if nulls.any():
+            outside, too_long = outside[codes] & ~nulls, too_long[codes] & ~nulls
+            values[nulls] = {"datetime": np.datetime64("NaT"), "float": np.nan, "int": 0,
+                             "bool": False}.get(self.kind)  # None for text
+        else:
+            outside, too_long = outside[codes], too_long[codes]
+        final = pd.Series(_final(self, values, nulls, values), index=series.index, name=series.name)
+        none = np.zeros(len(codes), dtype=bool)
+        return ColumnCheck(final, none, none, outside, too_long)
 
     def _elementwise(self, data: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """An object column through the per-value converter.
@@ -719,12 +751,15 @@ class ContractRules:
                 return rule
         raise KeyError(name)
 
-    def check_frame(self, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> FrameCheck:
+    def check_frame(self, frame: pd.DataFrame, columns: Sequence[str] | None = None,
+                    check_keys: bool = True) -> FrameCheck:
         """``frame[columns]`` through the rules, vectorised: values converted, problems by column and row.
 
         Every column must be present once (the callers check). Duplicate
         (entity, time) keys, when both are among ``columns``, are a problem of
-        the entity column at every repeat after the first.
+        the entity column at every repeat after the first (``check_keys=False``:
+        not checked here, for a caller that checks them itself, as batch
+        scoring does over the whole file).
         """
         names = list(columns) if columns is not None else self.names
         values: dict[str, pd.Series] = {}
@@ -735,7 +770,7 @@ class ContractRules:
             for problem, mask in checked.problems():
                 problems.append(FrameProblem(name, problem, tuple(int(i) for i in frame.index[mask])))
         out = pd.DataFrame(values, index=frame.index)
-        if set(self.keys) <= set(names) and len(out) > 1:
+        if check_keys and set(self.keys) <= set(names) and len(out) > 1:
             repeated = out.duplicated(list(self.keys), keep="first").to_numpy()
             if repeated.any():
                 problems.append(FrameProblem(self.keys[0], DUPLICATE,

@@ -1,22 +1,28 @@
 """Batch scoring of a file, in chunks, with an output that is never half-written.
 
-Memory stays bounded by the chunk size whatever the input size; every chunk
-is validated against the contract's feature columns before it is scored, and
-the output appears under its name only when every row has been scored.
+Memory stays bounded by the chunk size, plus 8 bytes per row for the
+duplicate-key check, whatever the input size; every chunk is validated
+against the contract's feature columns before it is scored, every (entity,
+time) key is checked against every earlier row of the file, and the output
+appears under its name only when every row has been scored.
 
-How it is fast (``bench/batch_scoring.py`` measures it against one bare
-``model.predict`` call on the whole file):
+How it is fast (``bench/batch_scoring.py`` measures it against the chunked
+predict loop a data scientist would write):
 
 * only the contract's feature columns are read (personal columns and the
   target are never needed to score);
 * the file is read by ``dataset.iter_table`` with the contract (the same
-  reader, spellings and file errors as training);
+  reader, spellings and file errors as training); a Parquet file's text
+  columns come as Categoricals, read from the file's dictionary;
 * every chunk is checked by the contract's column rules, vectorised
-  (:func:`fast_validate`, :meth:`ContractRules.check_frame`), without
-  pandera; a chunk the rules refuse goes through the contract's pandera
-  schema (:meth:`DataContract.validate`, the same rules), which words the
-  error, so messages are exactly the contract's: file, column and rows
-  counted from 1 over the whole file;
+  (:func:`fast_validate`, :meth:`ContractRules.check_frame`; a Categorical is
+  checked once per category), without pandera; a chunk the rules refuse goes
+  through the contract's pandera schema (:meth:`DataContract.validate`, the
+  same rules), which words the error, so messages are exactly the
+  contract's: file, column and rows counted from 1 over the whole file;
+* keys are compared across chunks as 64-bit hashes (:class:`_SeenKeys`); a
+  repeated hash is confirmed on the values by reading the key columns again,
+  and the error names both rows;
 * the model is called on blocks of ``predict_rows`` rows, small enough for
   the encoded block to stay in the CPU cache (one call on millions of rows is
   memory-bound and slower per row);
@@ -28,7 +34,7 @@ How it is fast (``bench/batch_scoring.py`` measures it against one bare
   blocks are predicted.
 
 Memory in flight: at most ~5 chunks (one being read, two waiting, two being
-predicted) and one encoded block per prediction thread.
+predicted), one encoded block per prediction thread, and the key hashes.
 """
 
 from __future__ import annotations
@@ -49,13 +55,14 @@ import pandas as pd
 
 from collabops.data.contract import DataContract
 from collabops.data.dataset import SUFFIXES, iter_table
+from collabops.data.rules import show
 from collabops.errors import DataError
 
 logger = logging.getLogger(__name__)
-DEFAULT_CHUNK_ROWS = 200_000
+DEFAULT_CHUNK_ROWS = 100_000
 """Rows read, validated and written at a time: bounds the memory."""
-DEFAULT_PREDICT_ROWS = 50_000
-"""Rows per ``model.predict`` call: the encoded block (~15 MB) stays in the CPU cache."""
+DEFAULT_PREDICT_ROWS = 20_000
+"""Rows per ``model.predict`` call: the encoded block (~6 MB) stays in the CPU cache."""
 _PREFETCH_CHUNKS = 2
 """Validated chunks waiting for the model at most (so at most ~4 chunks are in memory)."""
 
@@ -83,7 +90,7 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     keys = list(dict.fromkeys(c for c in (contract.time_column, contract.entity_column, contract.segment_column) if c))
-    features = contract.feature_columns
+    features = list(contract.feature_columns)
     total = _row_count(source)
     writer = _Writer(partial, out_kind)
     chunks: Any = _validated_chunks(contract, source, features, chunk_rows)
@@ -98,7 +105,8 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
                                       initializer=_one_openmp_thread)
             chunks = _Prefetched(chunks)
         for valid in chunks:
-            pending.append((valid[keys], _predict_later(pool, model, valid[features], predict_rows)))
+            inputs = valid if list(valid.columns) == features else valid[features]  # no copy in the usual case
+            pending.append((valid, keys, _predict_later(pool, model, inputs, predict_rows)))
             while len(pending) > (1 if pool is not None else 0):
                 rows += _write_scored(writer, pending.popleft(), model_version, bundle_id)
                 _log_progress(rows, total, started)
@@ -126,11 +134,11 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _write_scored(writer: _Writer, entry: tuple[pd.DataFrame, Callable[[], np.ndarray]], model_version: str,
-                  bundle_id: str) -> int:
-    keys, prediction = entry
-    writer.write(keys, prediction(), model_version, bundle_id)
-    return len(keys)
+def _write_scored(writer: _Writer, entry: tuple[pd.DataFrame, list[str], Callable[[], np.ndarray]],
+                  model_version: str, bundle_id: str) -> int:
+    valid, keys, prediction = entry
+    writer.write(valid, keys, prediction(), model_version, bundle_id)
+    return len(valid)
 
 
 def _log_progress(rows: int, total: int | None, started: float) -> None:
@@ -139,7 +147,8 @@ def _log_progress(rows: int, total: int | None, started: float) -> None:
                 f"{rows / elapsed:,.0f}" if elapsed > 0 else "-", elapsed)
 
 
-def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame | None:
+def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str],
+                  check_keys: bool = True) -> pd.DataFrame | None:
     """``frame[columns]`` validated and converted by the contract's rules, vectorised, or None if they refuse it.
 
     The chunk validator of batch scoring: the checks of
@@ -150,26 +159,134 @@ def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str
     (tests/unit/test_scoring_chunks.py, tests/unit/test_rules_agree.py), or
     None for an empty frame, a missing or repeated column or any value
     refused: the caller then runs :meth:`DataContract.validate`, which words
-    the error.
+    the error. ``check_keys=False`` leaves the keys to the caller (batch
+    scoring checks them over the whole file).
     """
     if len(frame) == 0 or frame.columns.has_duplicates or not set(columns) <= set(frame.columns):
         return None
-    checked = contract.rules.check_frame(frame[columns].reset_index(drop=True), columns)
+    as_is = list(frame.columns) == list(columns) and frame.index.equals(pd.RangeIndex(len(frame)))
+    checked = contract.rules.check_frame(frame if as_is else frame[columns].reset_index(drop=True), columns,
+                                         check_keys=check_keys)
     return checked.values if checked.ok else None
 
 
 def _validated_chunks(contract: DataContract, source: Path, features: list[str],
                       chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file's chunks, each validated (rows in messages counted over the whole file)."""
+    """The file's chunks, each validated, keys unique over the whole file (rows in messages counted over it)."""
+    seen = _SeenKeys(contract, source, chunk_rows) if set(contract.key_columns) <= set(features) else None
     offset = 0
-    for chunk in iter_table(source, contract, columns=features, chunk_rows=chunk_rows):
+    for chunk in iter_table(source, contract, columns=features, chunk_rows=chunk_rows, text_as_categories=True):
         if len(chunk) == 0:
             continue
-        valid = fast_validate(contract, chunk, features)
-        if valid is None:
-            valid = contract.validate(chunk, source=str(source), columns=features, row_offset=offset)
+        valid = fast_validate(contract, chunk, features, check_keys=seen is None)
+        if valid is None or (seen is not None and not seen.add(valid, offset, chunk)):
+            # A value refused, or a key repeated within the chunk: the contract decides and words the error.
+            valid = contract.validate(_as_text(chunk), source=str(source), columns=features, row_offset=offset)
+            if seen is not None:
+                seen.add(valid, offset, chunk, repeats_checked=True)
         offset += len(chunk)
         yield valid
+
+
+def _as_text(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as the plain reader gives them (text objects, None for null), for the contract's words."""
+    text = {name: np.where(chunk[name].isna().to_numpy(), None, np.asarray(chunk[name], dtype=object))
+            for name in chunk.columns if isinstance(chunk[name].dtype, pd.CategoricalDtype)}
+    return chunk.assign(**text) if text else chunk
+
+
+_BUCKET_BITS = 6
+"""Key hashes are kept in 2**6 = 64 sorted arrays, by their top 6 bits (fewer or more cost the same, measured)."""
+
+
+class _SeenKeys:
+    """The (entity, time) key of every row validated so far, as 64-bit hashes: 8 bytes per row.
+
+    Hashes are kept sorted in 64 arrays (by their top bits), so adding a
+    chunk costs a sort, a binary search per row and a merge of each array
+    (~12 ms per 100,000 rows at first, ~25 ms after 5 million rows).
+    A hash seen in an earlier chunk is confirmed on the values by reading the
+    key columns again up to that chunk (a repeated hash of different keys
+    passes). A hash repeated within one chunk sends that chunk to the
+    contract, which words a repeated key as it does for any frame.
+    """
+
+    def __init__(self, contract: DataContract, source: Path, chunk_rows: int) -> None:
+        self.contract, self.source, self.chunk_rows = contract, source, chunk_rows
+        self.keys = list(contract.key_columns)
+        self._text = {name for name in self.keys if contract.rules.rule(name).kind in ("string", "category")}
+        self._buckets = [np.zeros(0, dtype=np.uint64) for _ in range(2 ** _BUCKET_BITS)]
+        self._edges = np.arange(2 ** _BUCKET_BITS + 1, dtype=np.uint64)
+
+    def add(self, valid: pd.DataFrame, offset: int, read: pd.DataFrame,
+            repeats_checked: bool = False) -> bool:
+        """Remember the keys of ``valid`` (rows ``offset`` on), or ``DataError`` naming a repeat and its first row.
+
+        ``read`` is the chunk as read: a text key column read as a Categorical
+        holds the accepted values themselves (text is not converted), and is
+        hashed once per category. Returns False, remembering nothing, if a
+        hash repeats within ``valid`` itself (unless ``repeats_checked``: the
+        contract found no repeated key in it): the caller has the contract
+        check and word it.
+        """
+        keys = valid[self.keys]
+        categorical = {name: read[name].array for name in self._text
+                       if isinstance(read[name].dtype, pd.CategoricalDtype) and len(read) == len(valid)}
+        hashes = _key_hashes(keys.assign(**categorical) if categorical else keys)
+        ordered = np.sort(hashes)
+        if not repeats_checked and (ordered[1:] == ordered[:-1]).any():
+            return False
+        bounds = np.searchsorted(ordered >> np.uint64(64 - _BUCKET_BITS), self._edges)
+        seen_before = []
+        for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            low, high = bounds[bucket], bounds[bucket + 1]
+            new, old = ordered[low:high], self._buckets[bucket]
+            at = np.searchsorted(old, new)
+            if len(old):
+                repeated = old[np.minimum(at, len(old) - 1)] == new
+                if repeated.any():
+                    seen_before.append(new[repeated])
+            merged = np.empty(len(old) + len(new), dtype=np.uint64)
+            places = at + np.arange(len(new))
+            keep = np.ones(len(merged), dtype=bool)
+            keep[places] = False
+            merged[places], merged[keep] = new, old
+            self._buckets[bucket] = merged
+        if seen_before:
+            self._refuse(valid, offset, np.flatnonzero(np.isin(hashes, np.concatenate(seen_before))))
+        return True
+
+    def _refuse(self, valid: pd.DataFrame, offset: int, positions: np.ndarray) -> None:
+        """Find the first row of each repeated key in the rows before ``offset``; raise naming both rows."""
+        wanted = _key_hashes(valid[self.keys].iloc[positions])
+        first: dict[tuple[Any, ...], int] = {}
+        rules = self.contract.rules
+        done = 0
+        for chunk in iter_table(self.source, self.contract, columns=self.keys, chunk_rows=self.chunk_rows):
+            if done >= offset:
+                break
+            chunk = chunk.iloc[:offset - done]
+            keys = pd.DataFrame({name: rules.rule(name).column(chunk[name]).values.to_numpy()
+                                 for name in self.keys})
+            for i in np.flatnonzero(np.isin(_key_hashes(keys), wanted)):
+                first.setdefault(tuple(keys.iloc[i]), done + int(i))
+            done += len(chunk)
+        repeats = [(tuple(valid[self.keys].iloc[p]), offset + int(p)) for p in positions]
+        repeats = [(key, row) for key, row in repeats if key in first]  # else only the hashes were equal
+        if not repeats:
+            return
+        names = ", ".join(self.keys)
+        examples = [f"({', '.join(show(v) for v in key)}) (row {row + 1}, the same key as row {first[key] + 1})"
+                    for key, row in repeats[:3]]
+        more = f", ... ({len(repeats)} repeated keys in rows {offset + 1}-{offset + len(valid)})" \
+            if len(repeats) > 3 else ""
+        raise DataError(f"{self.source}: 1 problem(s) against the data contract '{self.contract.name}':\n"
+                        f"  - duplicate rows for ({names}): {', '.join(examples)}{more}")
+
+
+def _key_hashes(keys: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of the (converted) key columns: equal keys, equal hashes."""
+    return pd.util.hash_pandas_object(keys, index=False).to_numpy()
 
 
 def _row_count(path: Path) -> int | None:
@@ -265,9 +382,10 @@ class _Writer:
         self._parquet: Any = None
         self._written = False
 
-    def write(self, keys: pd.DataFrame, prediction: np.ndarray, model_version: str, bundle_id: str) -> None:
+    def write(self, valid: pd.DataFrame, keys: list[str], prediction: np.ndarray, model_version: str,
+              bundle_id: str) -> None:
         if self.kind == "csv":
-            scored = keys.copy()
+            scored = valid[keys].copy()
             scored["prediction"] = prediction
             scored["model_version"] = model_version
             scored["bundle_id"] = bundle_id
@@ -277,8 +395,8 @@ class _Writer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        n = len(keys)
-        table = pa.Table.from_pandas(keys, preserve_index=False)
+        n = len(valid)
+        table = pa.Table.from_pandas(valid, columns=keys, preserve_index=False)
         table = (table.append_column("prediction", pa.array(prediction, type=pa.float64()))
                  .append_column("model_version", pa.repeat(pa.scalar(str(model_version), pa.string()), n))
                  .append_column("bundle_id", pa.repeat(pa.scalar(str(bundle_id), pa.string()), n)))

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from collabops.data.contract import load_contract
-from collabops.errors import DataError
 from collabops.data.generator import GeneratorSettings, generate
+from collabops.errors import DataError
 from collabops.production.scoring import score_file
 from collabops.training.tasks import get_task
 
@@ -48,7 +48,8 @@ def test_bad_row_in_a_late_chunk_leaves_no_output(tmp_path, frame, model):
     source = tmp_path / "bad.csv"
     bad.to_csv(source, index=False)
     out = tmp_path / "out.parquet"
-    with pytest.raises(DataError, match=r"bad.csv: 1 problem\(s\).*\n  - column 'capacity': values are not of type int: 'many' \(row 1801\)$"):
+    with pytest.raises(DataError, match=r"bad.csv: 1 problem\(s\).*\n"
+                                        r"  - column 'capacity': values are not of type int: 'many' \(row 1801\)$"):
         score_file(model, CONTRACT, source, out, "7", "b-1", chunk_rows=500)
     assert not out.exists() and not list(tmp_path.glob(".*partial"))
 
@@ -75,3 +76,28 @@ def test_existing_output_is_never_overwritten(tmp_path, frame, model):
     with pytest.raises(DataError, match="already exists"):
         score_file(model, CONTRACT, source, out, "7", "b-1")
     assert out.read_text() == "precious"
+
+
+def test_text_read_as_categories_is_checked_and_converted_like_text(tmp_path, frame):
+    """A Parquet file's text columns come as Categoricals (checked once per category): the same verdicts and values."""
+    from collabops.data.dataset import iter_table
+    from collabops.production.scoring import fast_validate
+
+    features = CONTRACT.feature_columns
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+    (chunk,) = list(iter_table(source, CONTRACT, columns=features, chunk_rows=10**6, text_as_categories=True))
+    assert isinstance(chunk["car_park_id"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(fast_validate(CONTRACT, chunk, features),
+                                  CONTRACT.validate(frame, source="x", columns=features))
+    plates = pd.Series(frame["last_entry_plate"].astype("category"))  # nullable text with nulls
+    checked = CONTRACT.rules.rule("last_entry_plate").column(plates)
+    assert frame["last_entry_plate"].isna().any() and checked.ok
+    assert checked.values.tolist() == [None if v is None or v != v else v for v in frame["last_entry_plate"]]
+    for name, value in (("car_park_kind", "harbour"), ("car_park_id", "P" * 257), ("car_park_id", None)):
+        bad = chunk[name].astype(object).copy()
+        bad.iloc[9] = value
+        as_category = CONTRACT.rules.rule(name).column(bad.astype("category"))
+        as_text = CONTRACT.rules.rule(name).column(bad)
+        assert not as_category.ok and [m.tolist() for _, m in as_category.problems()] == \
+            [m.tolist() for _, m in as_text.problems()]
