@@ -69,13 +69,14 @@ same predictions, every row stamped).
 Run it by hand from the project root, serialised with other benchmarks, on an
 idle machine (``--max-load`` waits for the 1-minute load to drop first)::
 
-    flock /tmp/collabops-bench.lock python bench/batch_scoring.py --repeats 3 --max-load 1.0
+    flock /tmp/collabops-bench.lock python bench/batch_scoring.py --repeats 3 --max-load 1.2
 
-It takes ~15 minutes with ``--repeats 3`` on a 2-core machine (preparation
-~3 minutes; each repeat ~3.5 minutes). It never touches the project's own
-``.zen`` or the user's ZenML config, deletes its temporary directory (data,
-outputs, store) at the end unless ``--work-dir`` is given, and makes no
-assertions on times.
+It takes ~8 minutes with ``--repeats 3`` on an idle 2-core machine
+(preparation ~3 minutes, training most of it; each repeat ~1.5 minutes, ~2.5
+with ``--single-call``), several times that on a loaded one. It never
+touches the project's own ``.zen`` or the user's ZenML config, deletes its
+temporary directory (data, outputs, store) at the end unless ``--work-dir``
+is given, and makes no assertions on times.
 """
 
 from __future__ import annotations
