@@ -40,7 +40,10 @@ def test_keys_init_writes_a_private_key_0600_outside_and_a_public_key_inside(cli
     private = home / "collabops" / "keys" / "university.key"
     public = repository.parent.parent / "keys" / "university.pub"
     assert oct(private.stat().st_mode & 0o777) == "0o600"
-    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    assert isinstance(load_pem_private_key(private.read_bytes(), password=None), Ed25519PrivateKey)
     assert public.read_text().startswith("ed25519 ") and public.read_text().split()[-1] == "university"
     assert f"private key: {private}" in result.out and f"public key:  {public}" in result.out
 
