@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from collabops.data import rules as rules_module
 from collabops.errors import ConfigError, DataError
@@ -244,16 +243,10 @@ def _problem_text(contract: DataContract, column: str, check: str, count: int, s
 
 def load_contract(path: str | Path) -> DataContract:
     """Read and check a contract YAML file; errors name the file and field."""
+    from collabops.settings import read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: data contract file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a data contract must be a mapping")
-    return contract_from_dict(raw, source=str(path))
+    return contract_from_dict(read_yaml_mapping(path, "data contract file"), source=str(path))
 
 
 def contract_from_dict(raw: dict[str, Any], source: str = "contract") -> DataContract:

@@ -155,3 +155,13 @@ def test_max_length_is_read_and_defaults_to_256(contract):
     short = contract_from_dict(raw)
     assert short.column("car_park_id").max_length == 8 and short.rules.rule("car_park_id").max_length == 8
     assert short.digest() != contract.digest()
+
+
+def test_a_contract_file_that_is_not_a_mapping_or_not_yaml_is_refused(tmp_path):
+    path = tmp_path / "contract.yaml"
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"contract.yaml: a data contract file must be a mapping"):
+        load_contract(path)
+    path.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match=r"contract.yaml: not valid YAML"):
+        load_contract(path)
