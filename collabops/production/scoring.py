@@ -33,8 +33,11 @@ predict loop a data scientist would write):
   chunks. Rows keep their order; every chunk is written as soon as all its
   blocks are predicted.
 
-Memory in flight: at most ~5 chunks (one being read, two waiting, two being
+Memory in flight: at most ~4 chunks (one being read, one waiting, two being
 predicted), one encoded block per prediction thread, and the key hashes.
+While a file is scored, Arrow allocates from its jemalloc pool
+(:class:`_ArrowPool`): Arrow's default mimalloc pool keeps freed pages, and
+on 5 million rows that alone cost ~60 MiB of peak memory (bench/README.md).
 """
 
 from __future__ import annotations
@@ -59,11 +62,11 @@ from collabops.data.rules import show
 from collabops.errors import DataError
 
 logger = logging.getLogger(__name__)
-DEFAULT_CHUNK_ROWS = 100_000
-"""Rows read, validated and written at a time: bounds the memory."""
+DEFAULT_CHUNK_ROWS = 65_536
+"""Rows read, validated and written at a time (pyarrow's own batch size): bounds the memory."""
 DEFAULT_PREDICT_ROWS = 20_000
 """Rows per ``model.predict`` call: the encoded block (~6 MB) stays in the CPU cache."""
-_PREFETCH_CHUNKS = 2
+_PREFETCH_CHUNKS = 1
 """Validated chunks waiting for the model at most (so at most ~4 chunks are in memory)."""
 
 
@@ -93,6 +96,7 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
     features = list(contract.feature_columns)
     total = _row_count(source)
     writer = _Writer(partial, out_kind)
+    arrow_pool = _ArrowPool()
     chunks: Any = _validated_chunks(contract, source, features, chunk_rows)
     pool: ThreadPoolExecutor | None = None
     # Chunk k's blocks are queued for the pool before chunk k-1 is awaited and written: the pool never idles.
@@ -123,7 +127,31 @@ def score_file(model: Any, contract: DataContract, source: Path, out: Path, mode
             pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
         partial.unlink(missing_ok=True)
+        arrow_pool.close()
     return rows
+
+
+class _ArrowPool:
+    """Arrow's default memory pool set to jemalloc until :meth:`close` (no-op where jemalloc is not built in).
+
+    Arrow's default pool is mimalloc, which keeps pages it has freed; reading
+    a large file in batches then grows the process by far more than a batch.
+    Buffers remember the pool they came from, so switching back is safe.
+    """
+
+    def __init__(self) -> None:
+        import pyarrow as pa
+
+        self._pa, self._previous = pa, pa.default_memory_pool()
+        try:
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+        except NotImplementedError:  # a pyarrow build without jemalloc (Windows): keep the default pool
+            self._previous = None
+
+    def close(self) -> None:
+        if self._previous is not None:
+            self._pa.set_memory_pool(self._previous)
+            self._previous = None
 
 
 def default_threads() -> int:

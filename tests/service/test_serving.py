@@ -115,6 +115,18 @@ def test_a_model_the_compiled_path_does_not_know_is_served_by_sklearn(bundle: Bu
     assert (logged["model_version"] == "b1").all() and str(logged["served_at"].dtype) == "datetime64[ns, UTC]"
 
 
+def test_start_up_objects_are_frozen_out_of_collections_while_serving(bundle: Bundle, tmp_path: Path):
+    import gc
+
+    service = PredictionService(bundle.model, CONTRACT, "b1", "v1", {}, serving=LIMITS, log_dir=tmp_path,
+                                reference=bundle.frame.head(100))
+    before = gc.get_freeze_count()  # another app of this test process may be serving: its objects are frozen
+    with TestClient(create_app(service)) as test_client:
+        assert gc.get_freeze_count() > before  # at least the service and its compiled trees, made since
+        assert test_client.get("/health").status_code == 200
+    assert gc.get_freeze_count() == 0
+
+
 # ----------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("change, fragment", [

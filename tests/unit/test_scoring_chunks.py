@@ -297,3 +297,35 @@ def test_a_yes_flag_in_a_late_chunk_of_a_csv_is_refused_with_its_row(tmp_path, f
     data.to_csv(source, index=False)
     message = _message(lambda: score_file(model, CONTRACT, source, tmp_path / "out.csv", "7", "b-1", chunk_rows=300))
     assert "column 'is_holiday': values are not of type bool: 'yes' (row 2346)" in message
+
+
+class _RecordsArrowPool:
+    """A model that records which Arrow memory pool is the default while it predicts."""
+
+    def __init__(self, model, fail: bool = False) -> None:
+        self.model, self.fail, self.pools = model, fail, set()
+
+    def predict(self, features):
+        import pyarrow as pa
+
+        self.pools.add(pa.default_memory_pool().backend_name)
+        if self.fail:
+            raise MemoryError("no memory left for this block")
+        return self.model.predict(features)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_scoring_reads_with_arrows_jemalloc_pool_and_gives_the_default_back(tmp_path, frame, model, fail):
+    import pyarrow as pa
+
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source, index=False)
+    before = pa.default_memory_pool().backend_name
+    recording = _RecordsArrowPool(model, fail=fail)
+    try:
+        score_file(recording, CONTRACT, source, tmp_path / "out.parquet", "7", "b-1", chunk_rows=1000, threads=0)
+    except MemoryError:
+        assert fail
+    jemalloc = "jemalloc" in pa.supported_memory_backends()  # not built in on Windows: the default stays
+    assert recording.pools == {"jemalloc" if jemalloc else before}
+    assert pa.default_memory_pool().backend_name == before
