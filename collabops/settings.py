@@ -47,6 +47,16 @@ class ExchangeSettings(_Settings):
     pseudonymisation_key_file: str = "~/.config/collabops/pseudonymisation.key"
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
     """Latest share of the time range the industry keeps back for its acceptance gate."""
+    max_bundle_bytes: int = Field(2 * 1024 ** 3, ge=1024)
+    """Largest a received bundle may be, unpacked (all its files together); checked from an archive's headers
+    before anything is extracted, and extraction stops at it."""
+    max_bundle_files: int = Field(1_000, ge=1)
+    """Most files (archive members) a received bundle may hold."""
+    max_manifest_bytes: int = Field(1024 ** 2, ge=1024)
+    """Largest ``manifest.json`` read (before its signature is checked)."""
+    prediction_tolerance: float = Field(1e-9, ge=0)
+    """Largest difference allowed between the producer's predictions on the model bundle's reference sample
+    and the receiver's re-prediction of it (at import, deploy and every service start), in the target's units."""
 
 
 class AcceptanceSettings(_Settings):
@@ -60,6 +70,9 @@ class AcceptanceSettings(_Settings):
     """At most this share worse than the current production model, overall."""
     max_segment_regression: float = Field(0.15, ge=0)
     """And at most this share worse on any segment of the contract's segment column."""
+    min_gain_over_baseline: float = Field(0.05, ge=0, lt=1)
+    """The candidate must beat the seasonal baseline (fitted on the data the model was trained on) on the
+    holdout by at least this share of the baseline's error."""
 
 
 class ServingSettings(_Settings):
@@ -91,6 +104,21 @@ class SmokeTestSettings(_Settings):
     """Largest allowed difference from the model's own predictions."""
 
 
+class PromotionSettings(_Settings):
+    """The university's champion/challenger rule after each training run."""
+
+    min_improvement: float = Field(0.01, ge=0, lt=1)
+    """A challenger replaces the champion only when better by at least this share of the champion's error
+    on the comparison rows."""
+
+
+class DataSettings(_Settings):
+    """What training data (``train`` and ``export-data``) may hold beyond the contract's column rules."""
+
+    max_days_ahead: float = Field(1.0, ge=0)
+    """Times later than now plus this many days are refused (a training row describes the past)."""
+
+
 class DeploymentSettings(_Settings):
     """The industry side: what a model must pass before it serves, and how it is served."""
 
@@ -118,7 +146,9 @@ class ProjectSettings(_Settings):
     training: str = Field(min_length=1)
     default_partner: str
     partners: dict[str, PartnerSettings]
+    data: DataSettings = DataSettings()
     exchange: ExchangeSettings = ExchangeSettings()
+    promotion: PromotionSettings = PromotionSettings()
     deployment: DeploymentSettings = DeploymentSettings()
     source: str = Field("", exclude=True)
     """The project file this was read from (set by :func:`load_project`)."""

@@ -29,7 +29,7 @@ from zenml.services.local.local_service_endpoint import LocalDaemonServiceEndpoi
 from zenml.services.service import BaseDeploymentService
 from zenml.services.service_endpoint import ServiceEndpointProtocol
 
-from collabops.settings import ServingSettings
+from collabops.settings import ExchangeSettings, ServingSettings
 
 API_KEY_ENV = "COLLABOPS_SERVING_API_KEY"
 API_KEY_SECRET_KEY = "api_key"  # the value's name inside the ZenML secret the config names
@@ -50,6 +50,8 @@ class PredictionServerConfig(LocalDaemonServiceConfig):
     serving: ServingSettings = ServingSettings()
     """The project's serving block; ``serving.port`` is the port the deployer found free for this server."""
     deployment_run_id: str = ""  # which deploy run started it (also keeps each service's config unique)
+    prediction_tolerance: float = ExchangeSettings.model_fields["prediction_tolerance"].default
+    """The project's ``exchange.prediction_tolerance``: the reference sample is re-predicted at every start."""
 
 
 class PredictionServer(LocalDaemonService, BaseDeploymentService):
@@ -90,7 +92,7 @@ class PredictionServer(LocalDaemonService, BaseDeploymentService):
         config = ServiceConfig(bundle_dir=Path(self.config.bundle_dir), keys_dir=Path(self.config.keys_dir),
                                log_dir=Path(self.config.log_dir) if self.config.log_dir else None,
                                model_version=self.config.model_version or None, api_key_env=api_key_env,
-                               serving=serving)
+                               serving=serving, prediction_tolerance=self.config.prediction_tolerance)
         if EXEC_SERVICE and os.name == "posix":
             from collabops.production.serving.process import exec_serve
 

@@ -8,6 +8,7 @@ its evidence, promoted to ``staging`` only if it wins (champion/challenger).
 from __future__ import annotations
 
 from zenml import Model, pipeline
+from zenml.config import CachePolicy
 
 from orchestration import names
 from steps.data import generate_dataset, load_data_contract, load_dataset, split_data, validate_data
@@ -18,7 +19,12 @@ from steps.tracking import log_experiment
 from steps.training import train_baseline, train_model
 
 
-@pipeline(name=names.TRAINING, enable_cache=True)
+LIBRARY_CACHE_POLICY = CachePolicy(cache_func="collabops.exchange.environment.library_cache_key")
+"""ZenML's default key (step code, parameters, inputs) plus the digest of the ``collabops`` library and the model
+packages' versions: the steps call the library (features, rules, baseline), so an edit there retrains."""
+
+
+@pipeline(name=names.TRAINING, enable_cache=True, cache_policy=LIBRARY_CACHE_POLICY)
 def training_pipeline(
     contract_path: str,
     task: str,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from collabops.settings import ServingSettings
+from collabops.settings import ExchangeSettings, ServingSettings
 
 
 class ServiceConfig(BaseModel):
@@ -36,6 +36,9 @@ class ServiceConfig(BaseModel):
     """Environment variable holding the API key clients must send as ``X-API-Key``; None: no key."""
     parent_pid: int | None = None
     """Set by ``serve`` for worker processes: a worker stops when this process is gone."""
+    prediction_tolerance: float = Field(ExchangeSettings.model_fields["prediction_tolerance"].default, ge=0)
+    """How far this checkout's predictions on the bundle's reference sample may be from the producer's
+    (the project's ``exchange.prediction_tolerance``); checked at every start."""
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_env``; None when no variable is named or it is not set."""

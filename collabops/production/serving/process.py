@@ -269,6 +269,9 @@ def _parse_command_line(argv: list[str] | None = None) -> tuple[ServiceConfig, P
     parser.add_argument("--log-dir", type=Path, help="inference-log folder (none: no inference log)")
     parser.add_argument("--model-version", help="version the answers carry (default: the bundle's)")
     parser.add_argument("--api-key-env", help="environment variable holding the API key (none: no key)")
+    parser.add_argument("--prediction-tolerance", type=float,
+                        help="largest difference from the producer's predictions on the bundle's reference sample "
+                             f"(default {ServiceConfig.model_fields['prediction_tolerance'].default:g})")
     for option, kind, text in (
             ("--host", str, "address to listen on"),
             ("--port", int, "TCP port"),
@@ -300,9 +303,14 @@ def _parse_command_line(argv: list[str] | None = None) -> tuple[ServiceConfig, P
         serving = ServingSettings(**{name: value for name, value in chosen.items() if value is not None})
     except ValidationError as exc:
         parser.error(describe_validation_error(exc, "command line"))
-    return ServiceConfig(bundle_dir=args["bundle"], keys_dir=args["keys_dir"], log_dir=args["log_dir"],
-                         model_version=args["model_version"], api_key_env=args["api_key_env"],
-                         serving=serving), pid_file
+    tolerance = args["prediction_tolerance"]
+    try:
+        config = ServiceConfig(bundle_dir=args["bundle"], keys_dir=args["keys_dir"], log_dir=args["log_dir"],
+                               model_version=args["model_version"], api_key_env=args["api_key_env"],
+                               serving=serving, **({} if tolerance is None else {"prediction_tolerance": tolerance}))
+    except ValidationError as exc:
+        parser.error(describe_validation_error(exc, "command line"))
+    return config, pid_file
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,17 +124,21 @@ def limit_openmp_here() -> None:
 
 
 def load_verified_model(config: ServiceConfig) -> tuple[Any, Any]:
-    """Verify the bundle against the trusted keys and load its model with trusted types only.
+    """Verify the bundle, load its model with trusted types only, and check it re-predicts the reference sample.
 
     Returns ``(verified bundle, model)``; raises the exchange layer's errors
-    (tampered, unsigned or untrusted bundle, unknown types) unchanged.
+    (tampered, unsigned or untrusted bundle, unknown types, predictions that
+    differ from the producer's by more than ``config.prediction_tolerance``)
+    unchanged.
     """
     from collabops.exchange.bundle import verify
-    from collabops.exchange.model_bundle import load_model
+    from collabops.exchange.model_bundle import check_reference_predictions, load_model
     from collabops.exchange.signing import trusted_keys
 
     verified = verify(config.bundle_dir, trusted_keys(config.keys_dir), kind="model")
-    return verified, load_model(verified)
+    model = load_model(verified)
+    check_reference_predictions(verified, model, config.prediction_tolerance)
+    return verified, model
 
 
 def service_from_bundle(config: ServiceConfig) -> PredictionService:
