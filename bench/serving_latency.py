@@ -912,7 +912,7 @@ def main(argv: list[str] | None = None) -> None:
                     kinds_text = ", ".join(f"{k} {result['kinds'][k]['p50']:.2f}" for k, _, _ in KINDS)
                     print(f"run {run + 1}/{args.runs} {server.name}{cut}: {result['p50']:.2f} ms p50, "
                           f"{result['rps']:.1f} req/s, {result['tp_p99']:.1f} ms p99 under load, "
-                          f"1,000 rows {result['big_p50']:.1f} ms, failed "
+                          f"1,000 rows {result['big_p50']:.1f} ms p50 {result['big_p99']:.1f} ms p99, failed "
                           f"{result['failed_single']}/{result['failed_tp']}/{result['failed_big']}/"
                           f"{result['failed_kinds']}; per kind p50 ms: {kinds_text}; load average {load_average()}")
             for server in servers:
