@@ -6,11 +6,15 @@ import argparse
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import project_of, project_option, stack_options
 from collabops.errors import ConfigError
 from collabops.settings import ProjectSettings
+
+if TYPE_CHECKING:  # the exchange library loads with the commands that use it
+    from collabops.exchange.bundle import VerifiedBundle
+    from collabops.exchange.model_bundle import ReplayCheck
 
 
 def add_commands(commands: Any) -> None:
@@ -25,8 +29,15 @@ def add_commands(commands: Any) -> None:
     init.add_argument("--force", action="store_true", help="replace an existing key pair")
     project_option(init)
 
-    verify = commands.add_parser("verify", help="verify a bundle and print its manifest")
+    verify = commands.add_parser("verify", help="verify a bundle as its receiving command would, print its manifest",
+                                 description="Every check the receiving command runs before anything exists "
+                                             "(import-model for a model bundle, train --data-bundle for a data "
+                                             "bundle): ceilings, signature, manifest schema, files, contract, "
+                                             "required files; for a model bundle also loading the model with the "
+                                             "trusted types and re-predicting its reference sample.")
     verify.add_argument("path", type=Path, help="bundle folder or .tar.gz")
+    verify.add_argument("--partner", help="check as this partner receives it: its own key does not count "
+                                          "(default: industry for a model bundle, university for a data bundle)")
     project_option(verify)
 
     export = commands.add_parser("export-data", help="industry: export a signed, pseudonymised data bundle",
@@ -73,18 +84,48 @@ def keys_init(args: argparse.Namespace) -> int:
     return 0
 
 
+RECEIVING_PARTNER = {"model": "industry", "data": "university"}
+"""Who receives each kind of bundle unless told otherwise: import-model's partner and train's."""
+
+
 def verify(args: argparse.Namespace) -> int:
-    from collabops.exchange.bundle import open_bundle
+    """Run every check the receiving command runs, touching no store; print the manifest and what passed."""
+    from collabops.data.contract import load_contract
+    from collabops.exchange.bundle import Limits, open_bundle
     from collabops.exchange.signing import trusted_keys
 
     project = project_of(args)
+    if args.partner:
+        project.stack_of(args.partner)  # refuses an unknown partner
     if not args.path.exists():
         raise ConfigError(f"{args.path}: bundle not found")
-    with open_bundle(args.path, trusted_keys(project.keys_dir)) as bundle:
+    receiver = args.partner or {kind: p for kind, p in RECEIVING_PARTNER.items() if p in project.partners}
+    with open_bundle(args.path, trusted_keys(project.keys_dir), contract=load_contract(project.contract_path),
+                     limits=Limits.of(project.exchange), partner=receiver) as bundle:
+        replay = _accept_model(bundle, project)[1] if bundle.kind == "model" else None
         print(json.dumps(bundle.manifest, indent=2))
         print(f"verified: {bundle.kind} bundle {bundle.bundle_id}, signed by '{bundle.signer}', "
               f"{len(bundle.manifest['files'])} file(s) checked")
+        if replay is not None:
+            print(f"model: loads with the trusted types only, and re-predicts its {replay.rows}-row reference sample "
+                  f"within {replay.tolerance:g} (largest difference {replay.max_difference:.3g})")
     return 0
+
+
+def _accept_model(bundle: VerifiedBundle, project: ProjectSettings) -> tuple[Any, ReplayCheck]:
+    """A verified model bundle's model, loaded with the trusted types only, after it re-predicted its reference sample.
+
+    Raises ``BundleError`` naming the bundle as the user named it (never the
+    temporary folder an archive is read from), for any failure of either.
+    """
+    from collabops.exchange.bundle import reported_as
+    from collabops.exchange.model_bundle import MODEL_FILE, SAMPLE_FILE, check_reference_predictions, load_model
+
+    with reported_as(bundle, "trusted types", f"loading {MODEL_FILE} with the trusted types"):
+        model = load_model(bundle)
+    with reported_as(bundle, "reference predictions", f"re-predicting {SAMPLE_FILE}"):
+        replay = check_reference_predictions(bundle, model, project.exchange.prediction_tolerance)
+    return model, replay
 
 
 def _signing_parameters(args: argparse.Namespace, partner: str) -> dict[str, Any]:
@@ -164,28 +205,35 @@ def handover(args: argparse.Namespace) -> int:
 
 
 def import_model(args: argparse.Namespace) -> int:
-    """Verify once, here, before any run exists; the run then stores and registers what was verified."""
+    """Verify, load and replay the bundle before the store is touched; then register it once per bundle id."""
     from collabops.data.contract import load_contract
-    from collabops.exchange.bundle import open_bundle
+    from collabops.exchange.bundle import Limits, open_bundle
     from collabops.exchange.signing import trusted_keys
     from orchestration import models, names, workspace
     from orchestration.runs import run_pipeline
 
     project = project_of(args)
+    if args.partner:
+        project.stack_of(args.partner)  # refuses an unknown partner first
     if not args.path.exists():
         raise ConfigError(f"{args.path}: bundle not found")
-    stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
-    keys = trusted_keys(project.keys_dir, exclude=[partner] if partner else [])
-    with open_bundle(args.path, keys, kind="model", contract=load_contract(project.contract_path)) as bundle:
-        print(f"verified model bundle {bundle.bundle_id} signed by '{bundle.signer}'")
+    receiver = args.partner or (project.partner_of(args.stack) if args.stack else "industry")
+    with open_bundle(args.path, trusted_keys(project.keys_dir), kind="model",
+                     contract=load_contract(project.contract_path), limits=Limits.of(project.exchange),
+                     command="import-model", partner=receiver) as bundle:
+        _, replay = _accept_model(bundle, project)
+        print(f"verified model bundle {bundle.bundle_id} signed by '{bundle.signer}'; its model loads with the "
+              f"trusted types and re-predicts its {replay.rows}-row reference sample within {replay.tolerance:g}")
+        stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
+        earlier = models.imported_from(project.model_name, bundle.bundle_id)
+        if earlier is not None:
+            print(f"bundle {bundle.bundle_id} is already imported as {project.model_name} version {earlier.number} "
+                  f"on stack '{stack}'; nothing changed")
+            return 0
         produced_for = str((bundle.manifest.get("model") or {}).get("name") or "")
         if produced_for and produced_for != project.model_name:
             print(f"note: the bundle holds a version of model '{produced_for}'; it is registered as a version of "
                   f"this project's model '{project.model_name}' ({project.source})")
-        earlier = models.imported_from(project.model_name, bundle.bundle_id)
-        if earlier is not None:
-            print(f"note: bundle {bundle.bundle_id} is already imported as {project.model_name} version "
-                  f"{earlier.number}; importing it again makes a new version with the same model")
         config = {"parameters": {"bundle_dir": str(bundle.root), "manifest": bundle.manifest,
                                  "signer": bundle.signer, "model_name": project.model_name,
                                  "model_description": project.description}}

@@ -18,7 +18,6 @@ from steps.registry import promote_model
 from steps.tracking import log_experiment
 from steps.training import train_baseline, train_model
 
-
 LIBRARY_CACHE_POLICY = CachePolicy(cache_func="collabops.exchange.environment.library_cache_key")
 """ZenML's default key (step code, parameters, inputs) plus the digest of the ``collabops`` library and the model
 packages' versions: the steps call the library (features, rules, baseline), so an edit there retrains."""

@@ -3,8 +3,10 @@
 Keys never become parameters or artifacts: steps receive the path or the
 environment variable to read them from, on the machine that runs them.
 A received bundle is verified once per command, by the command, before the
-run exists (``run.py train --data-bundle``, ``run.py import-model``); these
-steps read the verified folder the command hands them while it is open.
+run exists (``run.py train --data-bundle``, ``run.py import-model``: every
+check of ``collabops.exchange.bundle.verify``, and for a model also loading it
+with the trusted types and replaying its reference predictions); these steps
+read the verified folder the command hands them while it is open.
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ def register_imported_model(bundle_dir: str, manifest: dict, signer: str) -> tup
     Annotated[MarkdownString, names.MODEL_CARD],
 ]:
     """Load the model of the bundle the command verified (trusted types only) into a new model version.
+
+    The command has already loaded it once and replayed its reference
+    predictions, before this run existed; loading it here again is what
+    stores it as the version's model artifact.
 
     The verified folder itself becomes an artifact of the version (the
     deployer serves from it); the version's metadata carries the producer's

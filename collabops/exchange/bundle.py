@@ -3,16 +3,53 @@
 A bundle is a directory (or a ``.tar.gz`` of one) with ``manifest.json``
 (kind, format version, id, producer, contract digest, and the path, size and
 SHA-256 of every payload file), ``manifest.sig`` (an Ed25519 signature over
-the manifest's exact bytes) and the payload. The receiver checks everything
-before it reads a payload byte: the signature by a trusted partner's key,
-the format version, every path, every size and hash, that nothing unlisted
-is present, and that the contract matches its own. Hashing streams large
-chunks, so memory stays flat whatever the payload size.
+the manifest's exact bytes) and the payload.
+
+The receiver checks everything before it reads a payload byte, and nothing
+it checks can exhaust it: an archive's members are checked from their
+headers against the project's ceilings (:class:`Limits`) before anything is
+written, and extraction counts what it writes; ``manifest.json`` is read
+only up to its ceiling. :func:`verify` is the one entry point: it runs every
+check, in this order (the first failure raises :class:`BundleError`, whose
+message names the bundle as the user gave it, never a temporary folder, and
+the check):
+
+1. ``archive``/``archive member paths``/``size limits`` (archives only,
+   :func:`safe_extract`): a readable ``.tar.gz`` of at most
+   ``max_bundle_files`` members, only plain files and folders inside the
+   target, each path once, at most ``max_bundle_bytes`` in all and a
+   ``manifest.json`` of at most ``max_manifest_bytes``;
+2. ``signature`` (both files present and regular) and ``size limits`` (the manifest);
+3. ``kind``: the kind the manifest declares is the one the command takes
+   (read before the signature only to refuse: a bundle handed to the wrong
+   command is told so, whoever signed it);
+4. ``signature``: by a trusted partner's key;
+5. ``manifest``: UTF-8 JSON without duplicate keys or NaN, an object;
+6. ``format version``;
+7. ``manifest``: the kind's schema (:class:`ModelManifest`, :class:`DataManifest`:
+   pydantic, strict; no path listed twice);
+8. ``signature``: the signer is not the receiving partner itself, and is the
+   producer the manifest names;
+9. ``size limits``: the listed files against the ceilings;
+10. ``paths``: no listed path absolute, with ``..``, non-canonical, or through a link;
+11. ``files``: every listed file present and regular, with its size (all sizes first) and SHA-256;
+12. ``unlisted files``;
+13. ``contract``: readable, and compatible with the receiver's (types, categories);
+14. ``required files``: every file the kind needs
+    (``collabops.exchange.model_bundle.REQUIRED_FILES``,
+    ``collabops.exchange.data_bundle.REQUIRED_FILES`` and its data file);
+15. ``data`` (data bundles): the data file is Parquet with the manifest's rows and the contract's columns.
+
+A model bundle's model is then loaded with the trusted types only and its
+reference predictions are replayed (``collabops.exchange.model_bundle``);
+:func:`reported_as` keeps those messages naming the bundle too. Hashing
+streams large chunks, so memory stays flat whatever the payload size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import json
 import os
@@ -21,15 +58,19 @@ import stat
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from collabops.data.contract import DataContract, contract_from_dict
 from collabops.errors import CollabopsError
 from collabops.exchange.signing import Signer, identify_signer
+from collabops.settings import ExchangeSettings
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -37,14 +78,48 @@ SIGNATURE = "manifest.sig"
 CONTRACT_FILE = "contract.yaml"
 KINDS = ("data", "model")
 CHUNK = 8 * 1024 * 1024
+SIGNATURE_BYTES = 64
+"""An Ed25519 signature is exactly this long."""
+MAX_CONTRACT_BYTES = 1024 ** 2
+"""Largest ``contract.yaml`` read (it is parsed whole)."""
+MAX_ARCHIVE_READ = 1024 ** 2
+"""Largest single read from an archive's uncompressed stream: a header record (long name, pax) above it is refused,
+data is read in pieces of this size."""
+_BLOCK = tarfile.BLOCKSIZE
+_SHA256 = r"^[0-9a-f]{64}$"
+_BUNDLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class BundleError(CollabopsError):
-    """A bundle failed a check; nothing from it has been read or imported."""
+    """A bundle failed a check; nothing from it has been read or imported.
+
+    ``bundle`` is the bundle as the user named it, ``check`` the check that
+    failed, ``detail`` what is wrong.
+    """
 
     def __init__(self, bundle: Path | str, check: str, detail: str) -> None:
+        self.bundle = str(bundle)
         self.check = check
+        self.detail = detail
         super().__init__(f"{bundle}: bundle refused, check '{check}' failed: {detail}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings on what a received bundle may make the receiver read or write (bytes and counts)."""
+
+    max_bundle_bytes: int
+    """All files together, unpacked."""
+    max_bundle_files: int
+    """Files in a folder bundle, with the manifest pair; members (folders too) in an archive."""
+    max_manifest_bytes: int
+    """``manifest.json``, read whole before its signature is checked."""
+
+    @classmethod
+    def of(cls, exchange: ExchangeSettings | None = None) -> Limits:
+        """The ceilings of a project's ``exchange`` settings (their defaults without one)."""
+        exchange = exchange or ExchangeSettings()
+        return cls(exchange.max_bundle_bytes, exchange.max_bundle_files, exchange.max_manifest_bytes)
 
 
 @dataclass(frozen=True)
@@ -55,6 +130,89 @@ class Producer:
     stack: str | None = None
     zenml_run_id: str | None = None
     code_revision: str | None = None
+
+
+# --- the manifest's schema -------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FileEntry(_Strict):
+    """One payload file: relative POSIX path, size in bytes, SHA-256 (lower-case hex)."""
+
+    path: str = Field(min_length=1)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=_SHA256)
+
+
+class ProducerEntry(_Strict):
+    partner: str = Field(min_length=1)
+    stack: str | None = None
+    zenml_run_id: str | None = None
+    code_revision: str | None = None
+
+
+class _Manifest(_Strict):
+    format_version: int
+    bundle_id: str = Field(pattern=_BUNDLE_ID)
+    created_at: str
+    producer: ProducerEntry
+    contract_digest: str = Field(pattern=_SHA256)
+    files: list[FileEntry]
+
+    @field_validator("created_at")
+    @classmethod
+    def _iso_time(cls, value: str) -> str:
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO 8601 date and time") from None
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _each_path_once(cls, files: list[FileEntry]) -> list[FileEntry]:
+        seen: set[str] = set()
+        for entry in files:
+            if entry.path in seen:
+                raise ValueError(f"'{entry.path}' is listed twice")
+            seen.add(entry.path)
+        return files
+
+
+class ModelInfo(_Strict):
+    """What the producer says about the model version a model bundle holds (all optional)."""
+
+    name: str | None = None
+    version: str | None = None
+    stage: str | None = None
+    training_run_id: str | None = None
+    training_data_bundle_id: str | None = None
+    mlflow_run_id: str | None = None
+
+
+class ModelManifest(_Manifest):
+    """``manifest.json`` of a model bundle."""
+
+    kind: Literal["model"]
+    model: ModelInfo | None = None
+
+
+class DataManifest(_Manifest):
+    """``manifest.json`` of a data bundle: also its data file, row count and personal (pseudonymised) columns."""
+
+    kind: Literal["data"]
+    data_file: str = Field(min_length=1)
+    rows: int = Field(ge=0)
+    personal_columns: list[str]
+
+
+SCHEMAS: dict[str, type[_Manifest]] = {"data": DataManifest, "model": ModelManifest}
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
 
 
 def sha256_file(path: Path, chunk: int = CHUNK) -> tuple[int, str]:
@@ -73,15 +231,21 @@ def sha256_file(path: Path, chunk: int = CHUNK) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _payload_files(root: Path) -> list[str]:
-    """Relative POSIX paths of every entry below ``root`` except the manifest pair."""
-    found = []
-    for directory, dirs, files in os.walk(root, followlinks=False):
+def _walk(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of every entry below ``root`` except folders (links to folders included)."""
+    def refuse(error: OSError) -> None:
+        raise error
+
+    for directory, dirs, files in os.walk(root, followlinks=False, onerror=refuse):
         for name in files + [d for d in dirs if (Path(directory) / d).is_symlink()]:
             rel = (Path(directory) / name).relative_to(root).as_posix()
             if rel not in (MANIFEST, SIGNATURE):
-                found.append(rel)
-    return sorted(found)
+                yield rel
+
+
+def _payload_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every entry below ``root`` except the manifest pair."""
+    return sorted(_walk(root))
 
 
 def seal(root: Path, kind: str, producer: Producer, contract_digest: str, signer: Signer,
@@ -125,13 +289,32 @@ def archive(root: Path, out: Path) -> Path:
     return out
 
 
+def move_into_place(staging: Path, out_dir: Path, name: str) -> Path:
+    """Move a finished bundle folder to ``out_dir/name``; never replace an existing bundle."""
+    final = out_dir / name
+    if final.exists():
+        raise CollabopsError(f"{final}: already exists; bundles are never overwritten")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(final))
+    return final
+
+
+# --- a verified bundle -----------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class VerifiedBundle:
-    """A bundle that passed every check; ``root`` is safe to read."""
+    """A bundle that passed every check; ``root`` is safe to read, ``source`` is what the user named."""
 
     root: Path
     manifest: dict[str, Any]
     signer: str
+    source: Path | None = None
+
+    @property
+    def name(self) -> Path:
+        """The bundle as the user named it (a folder or a ``.tar.gz``): what messages show."""
+        return self.source or self.root
 
     @property
     def kind(self) -> str:
@@ -141,44 +324,266 @@ class VerifiedBundle:
     def bundle_id(self) -> str:
         return str(self.manifest["bundle_id"])
 
+    @property
+    def listed(self) -> set[str]:
+        """The payload paths the manifest lists."""
+        return {str(entry["path"]) for entry in self.manifest.get("files", [])}
+
     def contract(self) -> DataContract:
+        """The bundle's ``contract.yaml``; ``BundleError`` (check ``contract``) if it is not a readable contract."""
         import yaml
 
-        return contract_from_dict(yaml.safe_load((self.root / CONTRACT_FILE).read_text(encoding="utf-8")),
-                                  source=f"{self.root / CONTRACT_FILE}")
+        path = self.root / CONTRACT_FILE
+        try:
+            if path.stat().st_size > MAX_CONTRACT_BYTES:
+                raise ValueError(f"it has {path.stat().st_size} bytes, more than {MAX_CONTRACT_BYTES}")
+            text = path.read_text(encoding="utf-8")
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+                raise ValueError("it uses YAML aliases")
+            raw = yaml.safe_load(text)
+            if not isinstance(raw, dict):
+                raise ValueError(f"it holds a {type(raw).__name__}, not a mapping")
+            return contract_from_dict(raw, source=CONTRACT_FILE)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, CollabopsError) as exc:
+            raise BundleError(self.name, "contract", f"{CONTRACT_FILE} is not a readable data contract: "
+                                                     f"{without_root(str(exc), self.root)}") from None
+
+
+@contextmanager
+def reported_as(bundle: VerifiedBundle, check: str, doing: str) -> Iterator[None]:
+    """Any failure while reading a verified bundle's payload, as a ``BundleError`` naming the bundle the user named.
+
+    A ``BundleError`` raised under the bundle's folder (a temporary one for an
+    archive) is raised again under the bundle's name; any other exception
+    (a payload a library cannot read) becomes a ``BundleError`` of ``check``
+    saying what failed (``doing``, e.g. ``"loading model/model.skops"``) and how.
+    """
+    try:
+        yield
+    except BundleError as exc:
+        if exc.bundle == str(bundle.name):
+            raise
+        raise BundleError(bundle.name, exc.check, without_root(exc.detail, bundle.root)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever a payload makes a reader raise is a refusal of the bundle
+        raise BundleError(bundle.name, check, f"{doing} failed: {type(exc).__name__}: "
+                                              f"{without_root(str(exc), bundle.root)}") from None
+
+
+def without_root(text: str, root: Path) -> str:
+    """``text`` with the bundle's folder left out of paths (it may be a temporary folder)."""
+    return text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+
+
+# --- opening: folder or archive --------------------------------------------------------------------------------
 
 
 @contextmanager
 def open_bundle(path: Path, keys: dict[str, object], kind: str | None = None,
-                contract: DataContract | None = None) -> Iterator[VerifiedBundle]:
-    """Verify a bundle directory or ``.tar.gz`` and yield it; an archive is extracted to a temporary folder first."""
+                contract: DataContract | None = None, limits: Limits | None = None, command: str | None = None,
+                partner: str | Mapping[str, str] | None = None) -> Iterator[VerifiedBundle]:
+    """Verify a bundle directory or ``.tar.gz`` (:func:`verify`) and yield it while it may be read.
+
+    An archive is checked and extracted (:func:`safe_extract`) to a temporary
+    folder, removed when the context ends; messages name ``path``.
+    """
     path = Path(path)
+    limits = limits or Limits.of()
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="collabops-bundle-") as tmp:
             root = Path(tmp) / "bundle"
-            safe_extract(path, root)
-            yield verify(root, keys, kind=kind, contract=contract, name=path)
+            safe_extract(path, root, limits)
+            yield verify(root, keys, kind=kind, contract=contract, name=path, limits=limits, command=command,
+                         partner=partner)
     else:
-        yield verify(path, keys, kind=kind, contract=contract, name=path)
+        yield verify(path, keys, kind=kind, contract=contract, limits=limits, command=command, partner=partner)
 
 
-def safe_extract(archive_path: Path, target: Path) -> None:
-    """Extract only plain files and folders that land inside ``target``; check every member first."""
+class _CappedStream:
+    """An archive's uncompressed stream that refuses to be read (or skipped) beyond a budget.
+
+    Whatever tarfile reads goes through here: a single read above
+    :data:`MAX_ARCHIVE_READ` (a header record claiming gigabytes) or a total
+    above ``budget`` raises ``BundleError`` before the bytes are produced.
+    """
+
+    def __init__(self, raw: Any, budget: int, label: Path, limits: Limits) -> None:
+        self.raw, self.budget, self.label, self.limits = raw, budget, label, limits
+        self.consumed = 0
+
+    def _spend(self, n: int) -> None:
+        self.consumed += n
+        if self.consumed > self.budget:
+            raise BundleError(self.label, "size limits", f"the archive expands to more than {self.budget} bytes "
+                                                         f"(exchange.max_bundle_bytes is "
+                                                         f"{self.limits.max_bundle_bytes}, plus headers)")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_ARCHIVE_READ:
+            raise BundleError(self.label, "size limits", f"the archive has a header record or block of "
+                                                         f"{'unbounded' if size is None or size < 0 else size} "
+                                                         f"bytes (at most {MAX_ARCHIVE_READ} are read at once)")
+        self._spend(size)
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        current = self.raw.tell()
+        target = offset if whence == os.SEEK_SET else current + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR):
+            raise OSError("an archive stream seeks only from its start or from where it is")
+        self._spend(target - current if target >= current else target)  # backwards: gzip decompresses again
+        if target < current:
+            return self.raw.seek(target)
+        while current < target:  # forwards in large reads (gzip's own seek reads 8 KiB at a time)
+            skipped = len(self.raw.read(min(target - current, MAX_ARCHIVE_READ)))
+            if not skipped:
+                break
+            current += skipped
+        return current
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def _archive_budget(limits: Limits) -> int:
+    """Uncompressed bytes an archive within ``limits`` can take: payload, headers, padding, end blocks."""
+    return limits.max_bundle_bytes + (limits.max_bundle_files + 2) * 4 * _BLOCK + 4 * MAX_ARCHIVE_READ
+
+
+@contextmanager
+def _tar(archive_path: Path, label: Path, limits: Limits) -> Iterator[tarfile.TarFile]:
+    """The archive as a tarfile reading through :class:`_CappedStream`; unreadable archives are refused."""
     try:
-        tar = tarfile.open(archive_path, "r:gz")  # noqa: SIM115 - closed by the `with` below, after the check
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(archive_path, "archive", f"not a readable .tar.gz: {exc}") from None
-    with tar:
-        members = tar.getmembers()
-        for member in members:
-            problem = _unsafe_path(member.name)
-            if problem:
-                raise BundleError(archive_path, "archive member paths", f"member '{member.name}' {problem}")
-            if not (member.isfile() or member.isdir()):
-                raise BundleError(archive_path, "archive member paths",
-                                  f"member '{member.name}' is a link or special file")
-        target.mkdir(parents=True)
-        tar.extractall(target, members=members, filter="data")
+        with gzip.open(archive_path, "rb") as raw:
+            stream = _CappedStream(raw, _archive_budget(limits), label, limits)
+            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
+                yield tar
+    except BundleError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BundleError(label, "archive", f"not a readable .tar.gz: {exc}") from None
+    except OSError as exc:
+        raise BundleError(label, "archive", f"not a readable .tar.gz: {without_root(str(exc), archive_path)}") from None
+
+
+def _member_kind(member: tarfile.TarInfo) -> str | None:
+    """What is wrong with a member's type (None: a plain file or folder)."""
+    if member.issym():
+        found = f"a symbolic link to '{member.linkname}'"
+    elif member.islnk():
+        found = f"a hard link to '{member.linkname}'"
+    elif member.ischr() or member.isblk():
+        found = "a device"
+    elif member.isfifo():
+        found = "a FIFO"
+    elif member.issparse():
+        found = "a sparse file (its stored data is not what it expands to)"
+    elif not (member.isreg() or member.isdir()):
+        found = f"of tar type {member.type!r}"
+    else:
+        return None
+    return f"is a link or special file ({found}); only plain files and folders are extracted"
+
+
+def _check_members(tar: tarfile.TarFile, label: Path, limits: Limits) -> list[tuple[str, bool, int]]:
+    """Every member's header checked against the ceilings and the rules; returns (path, is a file, size).
+
+    Reads headers only (their data is skipped, through the capped stream),
+    and stops at the first member over a ceiling.
+    """
+    checked: list[tuple[str, bool, int]] = []
+    files: set[str] = set()
+    folders: set[str] = set()
+    total = 0
+    while (member := tar.next()) is not None:
+        if len(checked) >= limits.max_bundle_files:
+            raise BundleError(label, "size limits", f"the archive has more than {limits.max_bundle_files} members "
+                                                    "(exchange.max_bundle_files)")
+        problem = _unsafe_path(member.name) or _member_kind(member)
+        if problem:
+            raise BundleError(label, "archive member paths", f"member '{member.name}' {problem}")
+        rel = PurePosixPath(member.name).as_posix()
+        parents = {p.as_posix() for p in PurePosixPath(rel).parents} - {"."}
+        clash = rel in files or (member.isreg() and rel in folders) or (parents & files)
+        if clash:
+            raise BundleError(label, "archive member paths", f"member '{member.name}' appears twice, or as both a "
+                                                             "file and a folder")
+        folders |= parents | ({rel} if member.isdir() else set())
+        if member.isreg():
+            files.add(rel)
+            total += member.size
+            if total > limits.max_bundle_bytes:
+                raise BundleError(label, "size limits", f"the archive's members hold more than "
+                                                        f"{limits.max_bundle_bytes} bytes (exchange.max_bundle_bytes; "
+                                                        f"at member '{member.name}', {member.size} bytes)")
+            if rel == MANIFEST and member.size > limits.max_manifest_bytes:
+                raise BundleError(label, "size limits", f"{MANIFEST} has {member.size} bytes, more than "
+                                                        f"{limits.max_manifest_bytes} (exchange.max_manifest_bytes)")
+        checked.append((rel, member.isreg(), member.size if member.isreg() else 0))
+    return checked
+
+
+def _extract_members(tar: tarfile.TarFile, expected: list[tuple[str, bool, int]], target: Path, label: Path,
+                     limits: Limits) -> None:
+    """Write the members in archive order, counting the bytes actually written against the ceiling."""
+    written = 0
+    position = 0
+    while (member := tar.next()) is not None:
+        rel = PurePosixPath(member.name).as_posix()
+        if position >= len(expected) or expected[position] != (rel, member.isreg(),
+                                                               member.size if member.isreg() else 0):
+            raise BundleError(label, "archive", "the archive changed while it was read")
+        position += 1
+        path = target / rel
+        try:
+            if not member.isreg():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise BundleError(label, "archive", f"member '{member.name}' cannot be written: "
+                                                f"{without_root(str(exc), target)}") from None
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file
+        this = 0
+        with source, os.fdopen(fd, "wb") as out:
+            while chunk := source.read(MAX_ARCHIVE_READ):
+                this += len(chunk)
+                written += len(chunk)
+                if this > member.size or written > limits.max_bundle_bytes:
+                    raise BundleError(label, "size limits", f"member '{member.name}' wrote more than its header "
+                                                            f"said or the bundle's {limits.max_bundle_bytes} bytes "
+                                                            "(exchange.max_bundle_bytes)")
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise BundleError(label, "archive", f"member '{member.name}' cannot be written: {exc}") from None
+        if this != member.size:
+            raise BundleError(label, "archive", f"member '{member.name}' holds {this} bytes, its header says "
+                                                f"{member.size}")
+
+
+def safe_extract(archive_path: Path, target: Path, limits: Limits | None = None, name: Path | None = None) -> None:
+    """Extract a ``.tar.gz`` bundle into ``target`` (created; it must not exist) after checking every member.
+
+    First pass: every header is checked (:func:`_check_members`: ceilings,
+    paths, types, duplicates) and nothing is written. Second pass: the
+    members are written in order, only plain files and folders inside
+    ``target``, counting the bytes actually written. Raises ``BundleError``
+    naming ``name`` (default ``archive_path``); on any failure ``target`` is
+    removed again.
+    """
+    label = Path(name or archive_path)
+    limits = limits or Limits.of()
+    with _tar(archive_path, label, limits) as tar:
+        expected = _check_members(tar, label, limits)
+    target.mkdir(parents=True)
+    try:
+        with _tar(archive_path, label, limits) as tar:
+            _extract_members(tar, expected, target, label, limits)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
 def _unsafe_path(name: str) -> str | None:
@@ -189,35 +594,179 @@ def _unsafe_path(name: str) -> str | None:
     return None
 
 
-def verify(root: Path, keys: dict[str, object], kind: str | None = None,
-           contract: DataContract | None = None, name: Path | None = None) -> VerifiedBundle:
-    """Run every check, in order, on a bundle directory; raise ``BundleError`` at the first failure."""
-    label = name or root
-    manifest_path, signature_path = root / MANIFEST, root / SIGNATURE
-    for required in (manifest_path, signature_path):
-        if required.is_symlink() or not required.is_file():
-            raise BundleError(label, "signature", f"{required.name} is missing")
-    data, signature = manifest_path.read_bytes(), signature_path.read_bytes()
+# --- the checks, in order --------------------------------------------------------------------------------------
+
+
+def _regular_file(path: Path) -> os.stat_result | None:
+    """``lstat`` of ``path`` if it is a regular file (not a link), else None."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def read_manifest_pair(root: Path, limits: Limits, label: Path) -> tuple[bytes, bytes]:
+    """The exact bytes of ``manifest.json`` and ``manifest.sig``, each read only up to its ceiling."""
+    infos = {}
+    for required in (MANIFEST, SIGNATURE):
+        info = _regular_file(root / required)
+        if info is None:
+            state = "missing" if not (root / required).is_symlink() and not (root / required).exists() else \
+                "not a regular file"
+            raise BundleError(label, "signature", f"{required} is {state}")
+        infos[required] = info
+    if infos[MANIFEST].st_size > limits.max_manifest_bytes:
+        raise BundleError(label, "size limits", f"{MANIFEST} has {infos[MANIFEST].st_size} bytes, more than "
+                                                f"{limits.max_manifest_bytes} (exchange.max_manifest_bytes)")
+    if infos[SIGNATURE].st_size != SIGNATURE_BYTES:
+        raise BundleError(label, "signature", f"{SIGNATURE} has {infos[SIGNATURE].st_size} bytes; an Ed25519 "
+                                              f"signature has {SIGNATURE_BYTES}")
+    with open(root / MANIFEST, "rb") as handle:
+        data = handle.read(limits.max_manifest_bytes + 1)
+    if len(data) > limits.max_manifest_bytes:
+        raise BundleError(label, "size limits", f"{MANIFEST} has more than {limits.max_manifest_bytes} bytes "
+                                                "(exchange.max_manifest_bytes)")
+    with open(root / SIGNATURE, "rb") as handle:
+        signature = handle.read(SIGNATURE_BYTES + 1)
+    return data, signature
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN or Infinity. ``ValueError`` says what is wrong and where."""
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise ValueError(f"key '{key}' appears twice in one object")
+            found[key] = value
+        return found
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"'{name}' is not a JSON number")
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=unique_keys, parse_constant=no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+
+
+def _declared_kind(data: bytes) -> str | None:
+    """The kind an (unverified) manifest declares, if it can be read; used only to refuse."""
+    try:
+        parsed = parse_json(data)
+    except ValueError:
+        return None
+    kind = parsed.get("kind") if isinstance(parsed, dict) else None
+    return kind if kind in KINDS else None
+
+
+def check_kind(label: Path, declared: str | None, kind: str | None, command: str | None) -> None:
+    """The bundle's kind is the one expected; the message names the command that takes it, if given."""
+    if kind is None or declared is None or declared == kind:
+        return
+    if command:
+        raise BundleError(label, "kind", f"this is a {declared} bundle, {command} takes {kind} bundles")
+    raise BundleError(label, "kind", f"this is a {declared} bundle, expected a {kind} bundle")
+
+
+def check_signature(label: Path, data: bytes, signature: bytes, keys: dict[str, object]) -> str:
+    """The trusted partner whose key signed ``data``."""
     if not keys:
         raise BundleError(label, "signature", "no trusted partner keys (commit the partner's keys/<partner>.pub)")
     signer = identify_signer(signature, data, keys)
     if signer is None:
         raise BundleError(label, "signature", f"{SIGNATURE} does not verify {MANIFEST} with any trusted key "
                                               f"(trusted: {', '.join(sorted(keys))})")
-    manifest = json.loads(data)
+    return signer
+
+
+def check_manifest(label: Path, data: bytes) -> dict[str, Any]:
+    """The signed manifest, parsed strictly and checked against its kind's schema; returned as parsed."""
+    try:
+        manifest = parse_json(data)
+    except ValueError as exc:
+        raise BundleError(label, "manifest", f"{MANIFEST} is {exc}" if str(exc).startswith("not")
+                          else f"{MANIFEST}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(label, "manifest", f"{MANIFEST} holds a JSON {_json_type(manifest)}, not an object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise BundleError(label, "format version", f"format_version {version!r} is not understood "
                                                    f"(this collabops reads version {FORMAT_VERSION})")
-    if manifest.get("producer", {}).get("partner") != signer:
-        raise BundleError(label, "signature", f"signed by '{signer}' but the manifest names producer "
-                                              f"'{manifest.get('producer', {}).get('partner')}'")
-    listed = {}
-    for entry in manifest.get("files", []):
-        rel = str(entry.get("path", ""))
+    kind = manifest.get("kind")
+    if kind not in KINDS:
+        raise BundleError(label, "manifest", f"kind: must be one of {', '.join(KINDS)} (got {kind!r})")
+    try:
+        SCHEMAS[kind].model_validate(manifest)
+    except ValidationError as exc:
+        raise BundleError(label, "manifest", _describe(exc)) from None
+    return manifest
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def _describe(exc: ValidationError, shown: int = 5) -> str:
+    """pydantic's errors as one line: each field path, what is wrong and the value found."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{where}: not a manifest field")
+        elif error["type"] == "missing":
+            problems.append(f"{where}: missing")
+        elif isinstance(error.get("input"), dict | list):
+            problems.append(f"{where}: {message}")
+        else:
+            problems.append(f"{where}: {message} (got {str(repr(error.get('input')))[:80]})")
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
+
+
+def check_sender(label: Path, manifest: dict[str, Any], signer: str,
+                 partner: str | Mapping[str, str] | None) -> None:
+    """The signer is the producer the manifest names, and not the receiving partner itself."""
+    receiver = partner.get(manifest["kind"]) if isinstance(partner, Mapping) else partner
+    if receiver is not None and signer == receiver:
+        raise BundleError(label, "signature", f"signed with the key of '{signer}', the receiving partner itself; "
+                                              "a bundle is trusted only when the other partner signed it")
+    named = manifest["producer"]["partner"]
+    if named != signer:
+        raise BundleError(label, "signature", f"signed by '{signer}' but the manifest names producer '{named}'")
+
+
+def check_ceilings(label: Path, manifest: dict[str, Any], limits: Limits) -> None:
+    """The listed files, counted and summed, against ``max_bundle_files`` and ``max_bundle_bytes``."""
+    files = manifest["files"]
+    if len(files) + 2 > limits.max_bundle_files:
+        raise BundleError(label, "size limits", f"the manifest lists {len(files)} files; with the manifest pair "
+                                                f"more than {limits.max_bundle_files} (exchange.max_bundle_files)")
+    total = sum(entry["size"] for entry in files)
+    if total > limits.max_bundle_bytes:
+        raise BundleError(label, "size limits", f"the manifest lists {total} bytes, more than "
+                                                f"{limits.max_bundle_bytes} (exchange.max_bundle_bytes)")
+
+
+def check_paths(label: Path, root: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every listed path is relative, canonical, inside the bundle and not through a link; returns them by path."""
+    listed: dict[str, dict[str, Any]] = {}
+    for entry in manifest["files"]:
+        rel = entry["path"]
         problem = _unsafe_path(rel)
         if problem:
             raise BundleError(label, "paths", f"manifest path '{rel}' {problem}")
+        if PurePosixPath(rel).as_posix() != rel:
+            raise BundleError(label, "paths", f"manifest path '{rel}' is not canonical (it means "
+                                              f"'{PurePosixPath(rel).as_posix()}')")
         if rel in (MANIFEST, SIGNATURE):
             raise BundleError(label, "paths", f"manifest lists '{rel}' as payload")
         listed[rel] = entry
@@ -227,59 +776,132 @@ def verify(root: Path, keys: dict[str, object], kind: str | None = None,
             current = current / part
             if current.is_symlink():
                 raise BundleError(label, "paths", f"'{current.relative_to(root).as_posix()}' is a link")
+    return listed
+
+
+def check_files(label: Path, root: Path, listed: dict[str, dict[str, Any]]) -> None:
+    """Every listed file is present and regular, with its size (checked first) and SHA-256."""
     for rel, entry in listed.items():
         path = root / rel
-        if not path.is_file():
+        if not path.exists():
             raise BundleError(label, "files", f"'{rel}' is listed in the manifest but missing")
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):
             raise BundleError(label, "files", f"'{rel}' is not a regular file")
-        if info.st_size != entry.get("size"):
-            raise BundleError(label, "files",
-                              f"'{rel}' has {info.st_size} bytes, the manifest says {entry.get('size')}")
-        _, digest = sha256_file(path)
-        if digest != entry.get("sha256"):
+        if info.st_size != entry["size"]:
+            raise BundleError(label, "files", f"'{rel}' has {info.st_size} bytes, the manifest says {entry['size']}")
+    for rel, entry in listed.items():
+        _, digest = sha256_file(root / rel)
+        if digest != entry["sha256"]:
             raise BundleError(label, "files", f"'{rel}' has SHA-256 {digest[:16]}..., the manifest says "
-                                              f"{str(entry.get('sha256'))[:16]}...")
-    unlisted = [rel for rel in _payload_files(root) if rel not in listed]
+                                              f"{entry['sha256'][:16]}...")
+
+
+def check_unlisted(label: Path, root: Path, listed: dict[str, dict[str, Any]], limits: Limits) -> None:
+    """Nothing is present that the manifest does not list (the folder is walked only up to the file ceiling)."""
+    unlisted = []
+    try:
+        for count, rel in enumerate(_walk(root), start=3):
+            if count > limits.max_bundle_files:
+                raise BundleError(label, "size limits", f"the folder holds more than {limits.max_bundle_files} "
+                                                        "files (exchange.max_bundle_files)")
+            if rel not in listed:
+                unlisted.append(rel)
+    except OSError as exc:
+        raise BundleError(label, "files", f"cannot read the folder: {without_root(str(exc), root)}") from None
     if unlisted:
-        raise BundleError(label, "unlisted files", f"not in the manifest: {', '.join(unlisted[:5])}")
-    if kind is not None and manifest.get("kind") != kind:
-        raise BundleError(label, "kind", f"this is a {manifest.get('kind')} bundle, expected a {kind} bundle")
-    bundle = VerifiedBundle(root=root, manifest=manifest, signer=signer)
-    if contract is not None:
-        if CONTRACT_FILE not in listed:
-            raise BundleError(label, "contract", f"the bundle has no {CONTRACT_FILE}")
-        differences = contract_differences(contract, bundle.contract())
+        raise BundleError(label, "unlisted files", f"not in the manifest: {', '.join(sorted(unlisted)[:5])}")
+
+
+def check_contract(bundle: VerifiedBundle, ours: DataContract | None) -> None:
+    """The bundle's contract is readable and, given ours, compatible with it (:func:`contract_differences`)."""
+    if CONTRACT_FILE not in bundle.listed:
+        raise BundleError(bundle.name, "contract", f"the bundle has no {CONTRACT_FILE}")
+    theirs = bundle.contract()
+    if ours is not None:
+        differences = contract_differences(ours, theirs)
         if differences:
-            raise BundleError(label, "contract", "not compatible with ours: " + "; ".join(differences))
-    return bundle
+            raise BundleError(bundle.name, "contract", "not compatible with ours: " + "; ".join(differences))
 
 
 def contract_differences(ours: DataContract, theirs: DataContract) -> list[str]:
-    """How ``theirs`` differs from ``ours`` on what a model depends on: features, their types, the target."""
+    """How ``theirs`` differs from ``ours`` on what a model depends on: features, the target, types, categories."""
     differences = []
     if ours.target != theirs.target:
         differences.append(f"target is '{theirs.target}' there, '{ours.target}' here")
-    for name in ours.feature_columns:
+    for name in [*ours.feature_columns, ours.target]:
         try:
             other = theirs.column(name)
         except KeyError:
-            differences.append(f"feature column '{name}' is missing there")
+            if name != ours.target:
+                differences.append(f"feature column '{name}' is missing there")
             continue
-        if other.type != ours.column(name).type:
-            differences.append(f"column '{name}' is {other.type} there, {ours.column(name).type} here")
+        mine = ours.column(name)
+        if other.type != mine.type:
+            differences.append(f"column '{name}' is {other.type} there, {mine.type} here")
+        elif set(other.categories or ()) != set(mine.categories or ()):
+            only_there = sorted(set(other.categories or ()) - set(mine.categories or ()))
+            only_here = sorted(set(mine.categories or ()) - set(other.categories or ()))
+            differences.append(f"column '{name}' has other categories: "
+                               + "; ".join(part for part in (
+                                   f"only there: {', '.join(only_there)}" if only_there else "",
+                                   f"only here: {', '.join(only_here)}" if only_here else "") if part))
     for name in theirs.feature_columns:
         if name not in ours.feature_columns:
             differences.append(f"feature column '{name}' is not in our contract")
     return differences
 
 
-def move_into_place(staging: Path, out_dir: Path, name: str) -> Path:
-    """Move a finished bundle folder to ``out_dir/name``; never replace an existing bundle."""
-    final = out_dir / name
-    if final.exists():
-        raise CollabopsError(f"{final}: already exists; bundles are never overwritten")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(staging), str(final))
-    return final
+def _kind_checks(kind: str) -> tuple[Callable[[dict[str, Any]], tuple[str, ...]],
+                                    Callable[[VerifiedBundle], None] | None]:
+    """The files a kind requires (from its manifest) and its payload check, from the kind's own module."""
+    if kind == "model":
+        from collabops.exchange import model_bundle
+
+        return (lambda manifest: tuple(model_bundle.REQUIRED_FILES)), None
+    from collabops.exchange import data_bundle
+
+    return data_bundle.required_files, data_bundle.check_data_file
+
+
+def check_required_files(bundle: VerifiedBundle) -> None:
+    """Every file the bundle's kind requires is listed (and so, by now, present and hashed)."""
+    required, _ = _kind_checks(bundle.kind)
+    missing = [rel for rel in required(bundle.manifest) if rel not in bundle.listed]
+    if missing:
+        raise BundleError(bundle.name, "required files", f"a {bundle.kind} bundle must hold "
+                                                         f"{', '.join(missing)}; this one does not")
+
+
+def verify(root: Path, keys: dict[str, object], kind: str | None = None,
+           contract: DataContract | None = None, name: Path | None = None, limits: Limits | None = None,
+           command: str | None = None, partner: str | Mapping[str, str] | None = None) -> VerifiedBundle:
+    """Run every check on a bundle folder, in the module's order; raise ``BundleError`` at the first failure.
+
+    ``kind``: the kind the caller takes (None: any; the checks of the kind the
+    manifest declares run either way). ``contract``: the receiver's contract
+    the bundle's must be compatible with. ``name``: the bundle as the user
+    named it, for messages (default ``root``). ``limits``: the ceilings
+    (default: the settings' defaults). ``command``: the command that takes
+    ``kind``, named when a bundle of another kind is refused. ``partner``: the
+    receiving partner, or the receiving partner by kind; a bundle signed with
+    its key is refused.
+    """
+    label = Path(name or root)
+    limits = limits or Limits.of()
+    data, signature = read_manifest_pair(root, limits, label)
+    check_kind(label, _declared_kind(data), kind, command)
+    signer = check_signature(label, data, signature, keys)
+    manifest = check_manifest(label, data)
+    check_sender(label, manifest, signer, partner)
+    check_ceilings(label, manifest, limits)
+    listed = check_paths(label, root, manifest)
+    check_files(label, root, listed)
+    check_unlisted(label, root, listed, limits)
+    bundle = VerifiedBundle(root=root, manifest=manifest, signer=signer, source=label)
+    check_contract(bundle, contract)
+    check_required_files(bundle)
+    _, payload_check = _kind_checks(bundle.kind)
+    if payload_check is not None:
+        payload_check(bundle)
+    return bundle

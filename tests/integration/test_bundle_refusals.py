@@ -1,9 +1,12 @@
-"""``import-model`` refuses a damaged, re-signed or escaping bundle, and nothing is imported.
+"""``import-model`` refuses a damaged, re-signed, unusable or exhausting bundle, and nothing is imported.
 
 The industry side is the session's store, in this process; the bundles are
 what ``run.py handover`` writes (the library's model bundle, signed with a
 university key made here). The project's model has one good version
-imported first, so "nothing imported" is a count that could have grown.
+imported first, so "nothing imported" is a count that could have grown;
+importing that bundle again is not a refusal, but changes nothing either.
+The same refusals without a store, and every other case of each kind, are
+in ``tests/cli/test_import_refusals.py`` and ``tests/unit/test_bundle_*.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from collabops.exchange.bundle import archive
+from tests.cli.test_import_refusals import BROKEN, copy_of, reseal
 from tests.conftest import (
     assert_refused,
     data_bundle,
@@ -121,7 +126,7 @@ def _other_contract(root: Path, manifest: dict) -> None:
     (_escape, "paths", "'../outside.json' contains '..'"),
     (_link, "paths", "'metrics.json' is a link"),
     (_other_contract, "contract", "feature column 'price_per_hour' is missing there"),
-    (lambda root, m: m.update(kind="data"), "kind", "this is a data bundle, expected a model bundle"),
+    (lambda root, m: m.update(kind="data"), "kind", "this is a data bundle, import-model takes model bundles"),
 ])
 def test_a_validly_signed_but_broken_bundle_is_refused(industry, tmp_path, change, check, fragment):
     broken = tmp_path / "work" / "model-broken"
@@ -141,10 +146,48 @@ def test_an_archive_escaping_its_folder_is_refused_before_extraction(industry, t
     assert not list(tmp_path.rglob("planted.txt")) and not list(Path("/tmp").glob("planted.txt"))
 
 
-def test_the_good_bundle_as_an_archive_is_imported(industry, tmp_path):
-    """The control for the refusals above: the same bundle, packed, imports as the next version."""
-    from collabops.exchange.bundle import archive
+@pytest.mark.parametrize("name", ["untrusted type", "no model file", "predictions moved"])
+def test_a_validly_signed_model_bundle_that_cannot_be_used_creates_no_version(industry, tmp_path, name):
+    """Refused before any run: so no version exists that ``infer --version`` could later trip over."""
+    damage, check, fragments = BROKEN[name]
+    broken = copy_of(industry.bundle, tmp_path)
+    damage(broken)
+    reseal(broken, industry.university_key)
+    _refused_and_nothing_imported(industry, broken, f"{broken}: bundle refused, check '{check}' failed", *fragments)
+    data = tmp_path / "score.csv"
+    example_data(months=1, car_parks=2).to_csv(data, index=False)
+    assert_refused(run_cli("infer", "--data", data, "--out", tmp_path / "out.csv", "--version", "2", "--project",
+                           industry.project), f"model '{industry.model_name}' has no version '2'")
 
+
+def test_a_manifest_of_the_wrong_shape_creates_no_version(industry, tmp_path):
+    broken = copy_of(industry.bundle, tmp_path)
+    reseal(broken, industry.university_key, change=lambda m: m["files"].append(dict(m["files"][0])))
+    _refused_and_nothing_imported(industry, broken, "check 'manifest' failed: files: 'MODEL_CARD.md' is listed twice")
+
+
+def test_an_archive_bomb_is_refused_before_extraction_and_creates_no_version(industry, tmp_path):
+    from tests.unit.test_bundle_archive import zeros_bomb
+
+    _refused_and_nothing_imported(industry, zeros_bomb(tmp_path / "model-bomb.tar.gz"),
+                                  "check 'size limits' failed: the archive's members hold more than 2147483648 bytes")
+
+
+def test_importing_the_same_bundle_again_says_which_version_it_is_and_changes_nothing(industry, tmp_path):
+    bundle_id = json.loads((industry.bundle / "manifest.json").read_text())["bundle_id"]
+    runs_before = run_names("import-model")
+    for again in (industry.bundle, archive(industry.bundle, tmp_path / "again.tar.gz")):
+        result = run_cli("import-model", again, "--project", industry.project)
+        assert result.code == 0, result
+        assert (f"bundle {bundle_id} is already imported as {industry.model_name} version 1 on stack "
+                "'industry-local'; nothing changed") in result.out
+        assert "imported bundle" not in result.out
+    assert version_numbers(industry.model_name) == [1]
+    assert run_names("import-model") == runs_before
+
+
+def test_the_good_bundle_as_an_archive_is_imported(industry, tmp_path):
+    """The control for the refusals above: the same bundle, packed, imports as version 1 of another model."""
     packed = archive(industry.bundle, tmp_path / f"{industry.bundle.name}.tar.gz")
     project = write_project(tmp_path / "own", keys_dir=Path(yaml.safe_load(industry.project.read_text())
                                                             ["exchange"]["keys_dir"]))

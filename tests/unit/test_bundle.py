@@ -14,6 +14,7 @@ import yaml
 
 from collabops.data.contract import load_contract
 from collabops.exchange.bundle import BundleError, Producer, archive, open_bundle, seal, sha256_file
+from collabops.exchange.model_bundle import REQUIRED_FILES
 from collabops.exchange.signing import generate_key_pair, load_signer, trusted_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,11 @@ def _signer(keys, partner):
 
 
 def _build(tmp_path: Path, keys, partner: str = "university", kind: str = "model") -> Path:
+    """A sealed bundle holding every file a model bundle requires (random bytes: only the checks read them)."""
     root = tmp_path / "bundle"
-    (root / "model").mkdir(parents=True)
+    for name in REQUIRED_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(os.urandom(256))
     (root / "model" / "model.skops").write_bytes(os.urandom(4096))
     (root / "metrics.json").write_text(json.dumps({"mae": 0.03}))
     shutil.copy(ROOT / "configs" / "contract.yaml", root / "contract.yaml")
@@ -65,7 +69,7 @@ def test_good_bundle_verifies_as_folder_and_archive(tmp_path, keys):
     root = _build(tmp_path, keys)
     with open_bundle(root, trusted_keys(keys[0]), kind="model", contract=CONTRACT) as bundle:
         assert bundle.signer == "university" and bundle.kind == "model"
-        assert {f["path"] for f in bundle.manifest["files"]} == {"model/model.skops", "metrics.json", "contract.yaml"}
+        assert {f["path"] for f in bundle.manifest["files"]} == set(REQUIRED_FILES)
         assert bundle.manifest["producer"]["zenml_run_id"] == "run-1"
     packed = archive(root, tmp_path / "bundle.tar.gz")
     with open_bundle(packed, trusted_keys(keys[0]), kind="model", contract=CONTRACT) as bundle:
