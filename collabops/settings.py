@@ -203,11 +203,16 @@ def _resolve(base: Path, path: str) -> Path:
 
 
 def _repository_root(start: Path) -> Path:
-    """The nearest folder at or above ``start`` that holds ``run.py``; else ``start``'s parent."""
+    """The nearest folder at or above ``start`` that holds ``run.py``; else ``start`` itself.
+
+    A project file kept outside any checkout (``~/proj/parking.yaml``) has its
+    own folder as root: relative paths in it (``keys_dir: keys``) are read
+    next to it, never from its parent folder.
+    """
     for folder in [start, *start.parents]:
         if (folder / "run.py").is_file():
             return folder
-    return start.parent
+    return start
 
 
 def load_project(path: Path | str | None = None) -> ProjectSettings:

@@ -679,7 +679,10 @@ def check_kind(label: Path, declared: str | None, kind: str | None, command: str
 def check_signature(label: Path, data: bytes, signature: bytes, keys: dict[str, object]) -> str:
     """The trusted partner whose key signed ``data``."""
     if not keys:
-        raise BundleError(label, "signature", "no trusted partner keys (commit the partner's keys/<partner>.pub)")
+        folder = getattr(keys, "folder", None)
+        where = f"no <partner>.pub in {folder}" if folder is not None else "none given"
+        raise BundleError(label, "signature", f"no trusted partner keys ({where}; commit the partner's public key "
+                                              "there, or set exchange.keys_dir in the project file)")
     signer = identify_signer(signature, data, keys)
     if signer is None:
         raise BundleError(label, "signature", f"{SIGNATURE} does not verify {MANIFEST} with any trusted key "

@@ -89,10 +89,19 @@ def read_public_key(path: Path) -> object:
         raise ConfigError(f"{path}: not a collabops public key ({exc})") from None
 
 
-def trusted_keys(keys_dir: Path, exclude: Iterable[str] = ()) -> dict[str, object]:
+class TrustedKeys(dict):
+    """Public keys by partner name, remembering the folder they were read from (for messages)."""
+
+    def __init__(self, keys: dict[str, object], folder: Path) -> None:
+        super().__init__(keys)
+        self.folder = folder
+
+
+def trusted_keys(keys_dir: Path, exclude: Iterable[str] = ()) -> TrustedKeys:
     """Every ``<partner>.pub`` in ``keys_dir``, keyed by partner name."""
     skip = set(exclude)
-    return {p.stem: read_public_key(p) for p in sorted(keys_dir.glob("*.pub")) if p.stem not in skip}
+    return TrustedKeys({p.stem: read_public_key(p) for p in sorted(keys_dir.glob("*.pub")) if p.stem not in skip},
+                       keys_dir)
 
 
 def identify_signer(signature: bytes, data: bytes, keys: dict[str, object]) -> str | None:

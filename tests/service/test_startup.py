@@ -81,8 +81,8 @@ def test_the_command_line_of_a_bad_bundle_ends_with_the_error_and_a_non_zero_exi
     done = subprocess.run([sys.executable, "-m", "collabops.production.serving", "--bundle", str(copy), "--keys-dir",
                            str(bundle.keys), "--port", str(_free_port()), "--workers", "2"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == f"collabops.exchange.bundle.BundleError: {here.value}"
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"error: {here.value}"
 
 
 # ----------------------------------------------------------------------------- the command line exec_serve runs
@@ -113,6 +113,32 @@ def test_the_pid_file_holds_the_pid_while_serving_and_is_removed_after(tmp_path:
     monkeypatch.setattr("collabops.production.serving.process.serve", lambda config: seen.append(pid_file.read_text()))
     main(["--bundle", "b", "--keys-dir", "k", "--pid-file", str(pid_file)])
     assert seen == [f"{os.getpid()}\n"] and not pid_file.exists()
+
+
+def test_a_taken_port_is_one_line_and_exit_1_before_any_work(bundle: Bundle, tmp_path: Path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        pid_file = tmp_path / "service.pid"
+        with pytest.raises(SystemExit) as exited:
+            main(["--bundle", str(bundle.path), "--keys-dir", str(bundle.keys), "--port", str(port),
+                  "--pid-file", str(pid_file)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and not pid_file.exists()
+    assert err.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another " \
+                          "--port, or stop what listens there)"
+
+
+def test_a_refused_bundle_is_one_line_and_exit_1(bundle: Bundle, tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--bundle", str(_tampered(bundle, tmp_path)), "--keys-dir", str(bundle.keys), "--port",
+              str(_free_port()), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: {tmp_path / 'bundle'}: bundle refused, check 'files' failed")
 
 
 # ============================================================================= slow: real processes

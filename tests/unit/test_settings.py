@@ -113,3 +113,21 @@ def test_a_wrong_section_is_named_without_echoing_the_whole_file(tmp_path):
         load_project(path)
     assert "default_partner 'hospital' is not one of the partners" in str(refused.value)
     assert "got {" not in str(refused.value) and "deployment" not in str(refused.value)
+
+
+def test_a_project_outside_any_checkout_reads_relative_paths_next_to_itself(tmp_path: Path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    path = _project(folder, lambda raw: None)
+    assert not any((parent / "run.py").is_file() for parent in [folder, *folder.parents])
+    project = load_project(path)
+    assert project.root == folder.resolve()
+    assert project.keys_dir == folder.resolve() / "keys"  # not the parent folder's keys
+
+
+def test_no_trusted_keys_names_the_folder_it_looked_in(tmp_path: Path):
+    from collabops.exchange.bundle import BundleError, check_signature
+    from collabops.exchange.signing import trusted_keys
+
+    with pytest.raises(BundleError, match=f"no <partner>.pub in {tmp_path}"):
+        check_signature(tmp_path / "bundle", b"{}", b"x" * 64, trusted_keys(tmp_path))

@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from collabops.errors import CollabopsError
 from collabops.production.serving.app import create_app
 from collabops.production.serving.config import ServiceConfig
 from collabops.production.serving.runtime import load_verified_model, service_from_bundle
@@ -90,13 +91,14 @@ def serve(config: ServiceConfig) -> None:
     """Serve the bundle until stopped (SIGTERM or SIGINT); call it from the process's main thread.
 
     Raises the exchange layer's error when the bundle fails verification, and
-    ``OSError`` when the port is taken (then uvicorn exits the process).
+    :class:`PortInUse` when the port is taken, both before any worker starts.
     """
     import uvicorn
 
     _setup_logging()
     one_openmp_thread()
     serving = config.serving
+    check_port_free(serving.host, serving.port)
     if config.api_key_env and config.api_key() is None:
         logger.warning("environment variable %s is not set: serving WITHOUT an API key", config.api_key_env)
     options = {"host": serving.host, "port": serving.port, "log_level": "warning", "access_log": False}
@@ -313,19 +315,42 @@ def _parse_command_line(argv: list[str] | None = None) -> tuple[ServiceConfig, P
     return config, pid_file
 
 
+class PortInUse(CollabopsError):
+    """The service's address is taken: another service (or an older one of this model) is listening there."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """``PortInUse`` naming the address if nothing may listen on ``host:port`` now (checked before any work)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port, or stop what "
+                            "listens there)") from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m collabops.production.serving --bundle DIR --keys-dir DIR [--port N] [--workers N] ...``."""
+    """``python -m collabops.production.serving --bundle DIR --keys-dir DIR [--port N] [--workers N] ...``.
+
+    A refused start (the bundle fails a check, the port is taken) is one line
+    on stderr and exit code 1; anything else is a crash and keeps its traceback.
+    """
     config, pid_file = _parse_command_line(argv)
-    if pid_file is None:
-        serve(config)
-        return
-    pid_file.write_text(f"{os.getpid()}\n")
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
     try:
         serve(config)
+    except CollabopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     finally:
-        with contextlib.suppress(OSError):
-            if pid_file.read_text().strip() == str(os.getpid()):
-                pid_file.unlink()
+        if pid_file is not None:
+            with contextlib.suppress(OSError):
+                if pid_file.read_text().strip() == str(os.getpid()):
+                    pid_file.unlink()
 
 
 def _watch_parent(parent_pid: int) -> None:
