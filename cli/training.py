@@ -45,7 +45,7 @@ def add_commands(commands: Any) -> None:
 
 def generate_data(args: argparse.Namespace) -> int:
     from collabops.data.dataset import SUFFIXES, write_table
-    from collabops.data.generator import GeneratorSettings, generate
+    from collabops.data.generator import GeneratorError, GeneratorSettings, generate
 
     if SUFFIXES.get(args.out.suffix.lower()) is None:
         raise ConfigError(f"{args.out}: unsupported file type '{args.out.suffix}' (use .csv or .parquet)")
@@ -53,15 +53,14 @@ def generate_data(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.out}: already exists (use --force to overwrite)")
     if args.months < 1 or args.car_parks < 1:
         raise ConfigError("--months and --car-parks must be at least 1")
-    if args.start:
-        try:
-            dt.date.fromisoformat(args.start)
-        except ValueError:
-            raise ConfigError(f"--start '{args.start}' is not a date (use YYYY-MM-DD)") from None
-    settings = GeneratorSettings(months=args.months, seed=args.seed, start=args.start,
-                                 car_parks=args.car_parks, drift=args.drift)
+    try:
+        settings = GeneratorSettings(months=args.months, seed=args.seed, start=args.start,
+                                     car_parks=args.car_parks, drift=args.drift)
+    except GeneratorError as exc:  # one message naming the option
+        raise ConfigError(f"--{exc.setting.replace('_', '-')} {exc.problem}") from None
     print(f"generating {settings.months} month(s) of hourly data for {settings.car_parks} car parks "
-          f"from {settings.start_date.date()} (seed {settings.seed}{', drift' if settings.drift else ''}) ...")
+          f"from {settings.start_date.date()} in {settings.time_zone} (seed {settings.seed}"
+          f"{', drift' if settings.drift else ''}) ...")
     frame = generate(settings)
     write_table(frame, args.out)
     print(f"wrote {len(frame):,} rows to {args.out}")
@@ -83,11 +82,17 @@ def stacks(args: argparse.Namespace) -> int:
     return 0
 
 
-def preflight(project: ProjectSettings, data: Path, split: dict[str, Any] | None = None) -> None:
+def preflight(project: ProjectSettings, data: Path, split: dict[str, Any] | None = None,
+              now: dt.datetime | None = None) -> None:
     """Check a data file as the pipeline will, before a run (and a model version) exists.
 
     Bad input is refused in about a second with the same message the
-    pipeline would give, and nothing is recorded.
+    pipeline would give, and nothing is recorded: the contract (values, keys,
+    the clock), a target that is not constant, times no later than ``now``
+    (an aware datetime, default the current time) plus the project's
+    ``data.max_days_ahead`` days, and, with ``split``, enough rows for the
+    time split. ``train --data`` and ``export-data`` call it. Raises
+    ``DataError``/``ConfigError`` naming the file, column and rows.
     """
     from collabops.data.contract import load_contract
     from collabops.data.dataset import read_table
@@ -95,6 +100,7 @@ def preflight(project: ProjectSettings, data: Path, split: dict[str, Any] | None
 
     contract = load_contract(project.contract_path)
     frame = contract.validate(read_table(data, contract), source=str(data))
+    contract.check_horizon(frame, str(data), project.data.max_days_ahead, now)
     contract.check_trainable(frame, source=str(data))
     if split is not None:
         time_split(frame, contract.time_column, SplitSettings.from_dict(split), source=str(data))

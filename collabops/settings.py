@@ -226,7 +226,8 @@ def load_project(path: Path | str | None = None) -> ProjectSettings:
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; errors name the file."""
+    """A YAML file that must hold a mapping; errors name the file. A key written twice in one mapping is refused
+    (YAML loaders keep the last one in silence)."""
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
     try:
@@ -237,7 +238,28 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a {what} must be a mapping of settings")
+    _refuse_repeated_keys(path)
     return raw
+
+
+def _refuse_repeated_keys(path: Path) -> None:
+    """``ConfigError`` naming the first key written twice in one mapping of a YAML file (and both lines)."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    pending: list[tuple[Any, str]] = [(root, "")]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name is not None and name in lines:
+                    raise ConfigError(f"{path}: key '{where}{name}' is written twice (lines {lines[name]} and "
+                                      f"{key.start_mark.line + 1}); write each key once")
+                if name is not None:
+                    lines[name] = key.start_mark.line + 1
+                pending.append((value, f"{where}{name}."))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, f"{where[:-1]}[{i}].") for i, item in enumerate(node.value))
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:

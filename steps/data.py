@@ -11,6 +11,7 @@ from collabops.data.contract import contract_from_dict, load_contract
 from collabops.data.dataset import read_table
 from collabops.data.generator import GeneratorSettings, generate
 from collabops.data.split import SplitSettings, time_split
+from collabops.settings import DataSettings
 from orchestration import names
 
 
@@ -39,16 +40,25 @@ def generate_dataset(settings: dict) -> Annotated[pd.DataFrame, names.RAW_DATA]:
 
 
 @step
-def validate_data(raw: pd.DataFrame, contract: dict, source: str) -> Annotated[pd.DataFrame, names.VALIDATED_DATA]:
-    """Refuse data that breaks the contract; the error names file, column and rows."""
+def validate_data(
+    raw: pd.DataFrame, contract: dict, source: str, max_days_ahead: float = DataSettings().max_days_ahead
+) -> Annotated[pd.DataFrame, names.VALIDATED_DATA]:
+    """Refuse data that breaks the contract, lies in the future or has a constant target (file, column, rows named).
+
+    ``max_days_ahead``: the project's ``data.max_days_ahead`` (times later
+    than now plus this many days are refused; the project default when the
+    pipeline passes none).
+    """
     spec = contract_from_dict(contract)
     data = spec.validate(raw, source=source)
+    spec.check_horizon(data, source, max_days_ahead)
     spec.check_trainable(data, source=source)
     time = data[spec.time_column]
     log_metadata(metadata={
         "rows": len(data),
-        "period_start": str(time.min()),
-        "period_end": str(time.max()),
+        "period_start": time.min().isoformat(),
+        "period_end": time.max().isoformat(),
+        "time_zone": spec.time_zone,
         "entities": int(data[spec.entity_column].nunique()) if spec.entity_column else 1,
     })
     return data
@@ -69,8 +79,8 @@ def split_data(
     for name, part in (("train", parts.train), ("validation", parts.validation), ("test", parts.test)):
         periods[name] = {
             "rows": len(part),
-            "start": str(part[spec.time_column].min()),
-            "end": str(part[spec.time_column].max()),
+            "start": part[spec.time_column].min().isoformat(),
+            "end": part[spec.time_column].max().isoformat(),
         }
     log_metadata(metadata={"periods": periods})
     log_metadata(metadata={"periods": periods}, artifact_name=names.TRAIN_DATA, infer_artifact=True)

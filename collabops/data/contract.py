@@ -10,22 +10,40 @@ value means that frames, file chunks and request records all use. Frames are
 validated by the pandera schema built from those rules; this module turns
 pandera's failure table into one message that names the file, the column and
 the first offending rows.
+
+The contract names the clock of its times (``time_zone``, an IANA name;
+default UTC): naive times are wall time there, times with an offset are
+converted into it (see the rules' module docstring). Training data may not
+lie in the future beyond a horizon (:meth:`DataContract.check_horizon`).
+
+A contract file is read strictly: an unknown key (at the top or in a
+column), a key written twice in the YAML, a value of the wrong type
+(``nullable: "yes"``), ``min`` above ``max`` or an unknown time zone are
+refused naming the file and the key.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from collabops.data import rules as rules_module
 from collabops.errors import ConfigError, DataError
 
 COLUMN_TYPES = ("datetime", "string", "category", "int", "float", "bool")
+CONTRACT_FIELDS = ("name", "version", "description", "time_column", "time_zone", "target", "entity_column",
+                   "segment_column", "columns")
+"""The keys a contract file may have at its top level."""
+COLUMN_FIELDS = ("name", "type", "nullable", "personal", "min", "max", "categories", "description", "max_length")
+"""The keys a column of the contract may have."""
 _MAX_ROWS_SHOWN = 3
 _MAX_PROBLEMS_SHOWN = 10
 
@@ -72,6 +90,8 @@ class DataContract:
     """Metrics are also reported per value of this column; None: overall only."""
     columns: tuple[ColumnSpec, ...]
     description: str = ""
+    time_zone: str = rules_module.DEFAULT_TIME_ZONE
+    """The clock of the datetime columns (IANA name): naive times are wall time there."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -99,29 +119,43 @@ class DataContract:
         return [c.name for c in self.columns if not c.personal and c.name != self.target]
 
     def digest(self) -> str:
-        """SHA-256 of the contract's canonical JSON form; bundles carry it."""
-        canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"), default=str)
+        """SHA-256 of the contract's canonical JSON form; bundles carry it.
+
+        The time zone is part of it; ``time_zone: UTC`` and no ``time_zone``
+        mean the same and give the same digest (so a contract written before
+        the field existed keeps its digest).
+        """
+        raw = {k: v for k, v in self.raw.items() if k != "time_zone"}
+        if self.time_zone != rules_module.DEFAULT_TIME_ZONE:
+            raw["time_zone"] = self.time_zone
+        canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def validate(self, frame: pd.DataFrame, source: str, columns: list[str] | None = None,
-                 row_offset: int = 0) -> pd.DataFrame:
+                 row_offset: int = 0, clock: rules_module.RepeatedHours | None = None) -> pd.DataFrame:
         """Return ``frame[columns]`` converted to the contract's types, or raise ``DataError``.
 
         The contract's column rules (:mod:`collabops.data.rules`) decide, as a
         pandera schema: nothing is converted with a loss (``"717"`` is not an
         int, 500.9 is not an int, 1 is not a bool, a number is not a string or
         a timestamp). The result has the columns' final dtypes
-        (datetime64[ns], int64 or Int64 when nullable, float64, bool or
-        boolean when nullable, object for text). Read files with
-        ``dataset.read_table(path, contract)`` so that their spellings
+        (``datetime64[ns, <time_zone>]``, int64 or Int64 when nullable,
+        float64, bool or boolean when nullable, object for text). Read files
+        with ``dataset.read_table(path, contract)`` so that their spellings
         (``true``/``0``, numbers as text) are read first.
+
+        Times: naive values are wall time in :attr:`time_zone` (a wall time in
+        the spring gap is refused by row; the repeated autumn hour is resolved
+        by order of appearance per entity, counting from what ``clock`` has
+        seen, which is then updated: batch scoring passes one per file);
+        values with an offset are converted into the zone.
 
         ``source`` names the data (usually its file path) in the error message.
         Rows in messages are counted from 1, header excluded; ``row_offset``
         shifts them when ``frame`` is a chunk of a larger file. ``columns``
         limits the check to those columns (scoring needs only the features).
         Refused: no rows, a column missing or present twice, any value its
-        rule refuses, a repeated (entity, time) key.
+        rule refuses, a repeated (entity, time) key (compared as instants).
         """
         import pandera.errors
 
@@ -144,19 +178,44 @@ class DataContract:
         if row_offset:
             frame.index = frame.index + row_offset
         rules = self.rules
-        checked = rules.check_frame(frame, wanted)
+        checked = rules.check_frame(frame, wanted, clock=clock)
         try:
             validated = rules.schema(wanted).validate(checked.values, lazy=True)
         except pandera.errors.SchemaErrors as exc:
             raise DataError(_describe_failures(self, exc.failure_cases, source)) from None
         if not checked.ok:  # the schema runs the same checks: this would be a bug in the rules
             raise DataError(_describe_problems(self, checked.problems, source))
+        if clock is not None:
+            clock.add(checked.repeated)
         return validated.reset_index(drop=True) if row_offset else validated
 
     @property
     def rules(self) -> rules_module.ContractRules:
         """The contract compiled into column rules (once per contract)."""
         return rules_module.rules_for(self)
+
+    def check_horizon(self, frame: pd.DataFrame, source: str, max_days_ahead: float,
+                      now: dt.datetime | None = None) -> None:
+        """Refuse times later than ``now`` plus ``max_days_ahead`` days: training data describes the past.
+
+        ``frame`` is validated (its time column aware, rows counted from 1 in
+        order); ``now`` is an aware datetime (default: the current time; a
+        naive one raises ``ValueError``). Raises ``DataError`` naming the
+        file, the time column, the limit and the first rows beyond it.
+        """
+        now = dt.datetime.now(dt.UTC) if now is None else now
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("check_horizon: 'now' must be an aware datetime")
+        limit = pd.Timestamp(now).tz_convert(rules_module.zone_dtype(self.time_zone).tz) + \
+            pd.Timedelta(days=max_days_ahead)
+        times = frame[self.time_column]
+        late = np.flatnonzero((times > limit).to_numpy())
+        if len(late):
+            examples = [f"{_show(times.iloc[i])} (row {i + 1})" for i in late[:_MAX_ROWS_SHOWN]]
+            raise DataError(
+                f"{source}: column '{self.time_column}': {len(late)} time(s) later than {limit.isoformat()} "
+                f"(now + {max_days_ahead:g} day(s); the project's data.max_days_ahead): "
+                f"{_shown(examples, len(late))}; training data describes the past")
 
     def check_trainable(self, frame: pd.DataFrame, source: str) -> None:
         """Refuse a target with a single value: there is nothing to learn from it."""
@@ -235,6 +294,9 @@ def _problem_text(contract: DataContract, column: str, check: str, count: int, s
         return f"column '{column}': values are not of type {spec.type}: {shown}"
     if check == "not_nullable":
         return f"column '{column}': {count} null value(s) but the column is not nullable: {shown}"
+    if check == rules_module.CHECK_PREFIX + rules_module.GAP:
+        return (f"column '{column}': {count} wall time(s) that do not exist in {contract.time_zone} (the clocks "
+                f"jump over them): {shown}")
     if check == rules_module.CHECK_PREFIX + rules_module.LENGTH:
         limit = contract.rules.rule(column).max_length
         return f"column '{column}': {count} value(s) longer than {limit} characters: {shown}"
@@ -242,21 +304,44 @@ def _problem_text(contract: DataContract, column: str, check: str, count: int, s
 
 
 def load_contract(path: str | Path) -> DataContract:
-    """Read and check a contract YAML file; errors name the file and field."""
+    """Read and check a contract YAML file; errors (``ConfigError``) name the file and field.
+
+    Refused besides what :func:`contract_from_dict` refuses: a file that is
+    missing, not UTF-8, not YAML or not a mapping, and a key written twice in
+    one mapping (YAML would silently keep the last).
+    """
     from collabops.settings import read_yaml_mapping
 
     path = Path(path)
-    return contract_from_dict(read_yaml_mapping(path, "data contract file"), source=str(path))
+    raw = read_yaml_mapping(path, "data contract file")  # also refuses a key written twice
+    return contract_from_dict(raw, source=str(path))
 
 
 def contract_from_dict(raw: dict[str, Any], source: str = "contract") -> DataContract:
-    """Build a contract from its dict form (the parsed YAML)."""
+    """Build a contract from its dict form (the parsed YAML); ``ConfigError`` names ``source`` and the field.
+
+    Refused: a missing or unknown top-level field, a field of the wrong type
+    (text for names, a whole number for ``version``), an unknown time zone,
+    a role naming no column, and whatever :func:`_column_from_dict` refuses.
+    """
 
     def need(key: str) -> Any:
         if key not in raw:
             raise ConfigError(f"{source}: missing field '{key}'")
         return raw[key]
 
+    def text(key: str, value: Any, optional: bool = False) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or (not value and key != "description"):
+            raise ConfigError(f"{source}: '{key}' must be {'text or null' if optional else 'text'}, not {value!r}")
+        return value
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a data contract must be a mapping of fields")
+    unknown = sorted(map(str, set(raw) - set(CONTRACT_FIELDS)))
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)} (known: {', '.join(CONTRACT_FIELDS)})")
     columns_raw = need("columns")
     if not isinstance(columns_raw, list) or not columns_raw:
         raise ConfigError(f"{source}: 'columns' must be a non-empty list")
@@ -265,15 +350,24 @@ def contract_from_dict(raw: dict[str, Any], source: str = "contract") -> DataCon
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"{source}: column(s) listed twice: {', '.join(duplicates)}")
+    version = need("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(f"{source}: 'version' must be a whole number, not {version!r}")
+    time_zone = raw.get("time_zone", rules_module.DEFAULT_TIME_ZONE)
+    try:
+        rules_module.check_time_zone(time_zone)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: 'time_zone' {exc}") from None
     contract = DataContract(
-        name=str(need("name")),
-        version=int(need("version")),
-        time_column=str(need("time_column")),
-        target=str(need("target")),
-        entity_column=None if raw.get("entity_column") is None else str(raw["entity_column"]),
-        segment_column=None if raw.get("segment_column") is None else str(raw["segment_column"]),
+        name=str(text("name", need("name"))),
+        version=version,
+        time_column=str(text("time_column", need("time_column"))),
+        target=str(text("target", need("target"))),
+        entity_column=text("entity_column", raw.get("entity_column"), optional=True),
+        segment_column=text("segment_column", raw.get("segment_column"), optional=True),
         columns=columns,
-        description=str(raw.get("description", "")),
+        description=str(text("description", raw.get("description", ""))),
+        time_zone=time_zone,
         raw=raw,
     )
     roles = [role for role in ("time_column", "target", "entity_column", "segment_column")
@@ -295,18 +389,37 @@ def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
     where = f"{source}: columns[{index}]"
     if not isinstance(item, dict) or "name" not in item or "type" not in item:
         raise ConfigError(f"{where}: each column needs at least 'name' and 'type'")
+    if not isinstance(item["name"], str) or not item["name"]:
+        raise ConfigError(f"{where}: 'name' must be text, not {item['name']!r}")
     where = f"{source}: column '{item['name']}'"
-    known = {"name", "type", "nullable", "personal", "min", "max", "categories", "description", "max_length"}
-    unknown = sorted(set(item) - known)
+    unknown = sorted(map(str, set(item) - set(COLUMN_FIELDS)))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     if item["type"] not in COLUMN_TYPES:
         raise ConfigError(f"{where}: type '{item['type']}' is not one of {', '.join(COLUMN_TYPES)}")
+    for flag in ("nullable", "personal"):
+        if flag in item and not isinstance(item[flag], bool):
+            raise ConfigError(f"{where}: '{flag}' must be true or false, not {item[flag]!r}")
+    if not isinstance(item.get("description", ""), str):
+        raise ConfigError(f"{where}: 'description' must be text, not {item['description']!r}")
     categories = item.get("categories")
     if item["type"] == "category" and not categories:
         raise ConfigError(f"{where}: a category column needs a non-empty 'categories' list")
-    if (item.get("min") is not None or item.get("max") is not None) and item["type"] not in ("int", "float"):
+    if categories is not None:
+        if item["type"] not in ("category", "string"):
+            raise ConfigError(f"{where}: 'categories' apply to category and string columns only")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise ConfigError(f"{where}: 'categories' must be a list of text values, not {categories!r}")
+    bounds = {key: item.get(key) for key in ("min", "max")}
+    if any(v is not None for v in bounds.values()) and item["type"] not in ("int", "float"):
         raise ConfigError(f"{where}: 'min' and 'max' apply to int and float columns only")
+    for key, value in bounds.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or math.isnan(value)):
+            raise ConfigError(f"{where}: '{key}' must be a number, not {value!r}")
+    if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
+        raise ConfigError(f"{where}: 'min' ({bounds['min']}) is greater than 'max' ({bounds['max']}); no value "
+                          "could pass")
     max_length = item.get("max_length")
     if max_length is not None:
         if item["type"] != "string":
@@ -314,14 +427,24 @@ def _column_from_dict(item: Any, index: int, source: str) -> ColumnSpec:
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
             raise ConfigError(f"{where}: 'max_length' must be a whole number of at least 1, not {max_length!r}")
     return ColumnSpec(
-        name=str(item["name"]),
+        name=item["name"],
         type=str(item["type"]),
-        nullable=bool(item.get("nullable", False)),
-        personal=bool(item.get("personal", False)),
-        min=None if item.get("min") is None else float(item["min"]),
-        max=None if item.get("max") is None else float(item["max"]),
-        categories=None if categories is None else tuple(str(c) for c in categories),
-        description=str(item.get("description", "")),
+        nullable=item.get("nullable", False),
+        personal=item.get("personal", False),
+        min=None if bounds["min"] is None else float(bounds["min"]),
+        max=None if bounds["max"] is None else float(bounds["max"]),
+        categories=None if categories is None else tuple(categories),
+        description=item.get("description", ""),
         max_length=max_length,
     )
 
+
+def time_zone_difference(ours: DataContract, theirs: DataContract) -> str | None:
+    """How two contracts' clocks differ, for ``exchange.bundle.contract_differences``; None when they agree.
+
+    A model's calendar features read local wall time, so a bundle whose
+    contract names another time zone would be fed other hours.
+    """
+    if ours.time_zone == theirs.time_zone:
+        return None
+    return f"time_zone is {theirs.time_zone} there, {ours.time_zone} here"

@@ -11,7 +11,13 @@ chunks), so a file is read, and refused, the same way everywhere:
   (:mod:`collabops.data.rules`) say: string and category columns as text
   (``001`` stays ``001``, only an empty field is null), and a file's spellings
   are read (``true/false/1/0`` for bools, numbers written as text); whatever
-  does not read is left as written, for the contract to refuse by row.
+  does not read is left as written, for the contract to refuse by row;
+* a CSV file's times are read as text (its wall times and offsets are the
+  contract's rules' to read, on the contract's clock), a Parquet file's as
+  stored (naive or time-zone-aware timestamps).
+
+:func:`write_table` keeps an aware time column's zone: Parquet stores it,
+CSV writes each time with its offset.
 """
 
 from __future__ import annotations

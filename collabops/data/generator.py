@@ -9,6 +9,13 @@ a price elasticity, missing sensor readings, and two personal columns
 (licence plate, customer id). ``drift=True`` produces a later period whose
 distribution really changes: a price rise, a drop in commuter demand, a
 shifted peak and warmer weather.
+
+Times are the car parks' local wall clock, Europe/Stockholm (the parking
+contract's ``time_zone``): hourly times that exist there, generated with
+``pd.date_range(..., tz=zone)``, so the spring night has 23 hours and the
+autumn night 25, with both 02:00 hours. The time column is aware
+(``datetime64[ns, Europe/Stockholm]``); calendar effects (hour of day,
+weekday, holidays) follow local wall time.
 """
 
 from __future__ import annotations
@@ -53,45 +60,105 @@ _PRICE = {
 _PLATE_LETTERS = np.array(list("ABCDEFGHJKLMNOPRSTUWXYZ"))
 DEFAULT_START = "2024-01-01"
 DEFAULT_DRIFT_START = "2025-01-01"
+TIME_ZONE = "Europe/Stockholm"
+"""The clock of the generated times (the parking contract's ``time_zone``)."""
+MAX_ROWS = 20_000_000
+"""Most rows (car parks x hours) one call may generate: beyond it the frame would not fit in memory."""
+MAX_SEED = 2 ** 32 - 1
+"""Seeds are whole numbers from 0 to this (the range numpy's generators take without surprise)."""
+
+
+class GeneratorError(ValueError):
+    """Settings the generator refuses: ``setting`` names the field (``months``, ``seed``, ``start``, ``car_parks``,
+    ``time_zone``), ``problem`` says what is wrong with it; the message is ``generator.<setting> <problem>``."""
+
+    def __init__(self, setting: str, problem: str, text: str | None = None) -> None:
+        super().__init__(text or f"generator.{setting} {problem}")
+        self.setting, self.problem = setting, problem
 
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    """What to generate; the defaults are the project's default dataset."""
+    """What to generate; the defaults are the project's default dataset.
+
+    Checked when built (:class:`GeneratorError`, a ``ValueError`` naming the
+    setting): ``months`` and ``car_parks`` whole numbers of at least 1,
+    ``seed`` a whole number from 0 to :data:`MAX_SEED`, ``start`` a date
+    ``YYYY-MM-DD`` such that every generated hour lies in the years the
+    contract's rules accept (up to 2261), at most :data:`MAX_ROWS` rows,
+    ``time_zone`` an IANA name.
+    """
 
     months: int = 12
     seed: int = 7
     start: str | None = None
     car_parks: int = 20
     drift: bool = False
+    time_zone: str = TIME_ZONE
+
+    def __post_init__(self) -> None:
+        from collabops.data.rules import FIRST_YEAR, LAST_YEAR, check_time_zone
+
+        for name in ("months", "car_parks", "seed"):
+            value = getattr(self, name)
+            if type(value) is not int:
+                raise GeneratorError(name, f"must be a whole number, not {value!r}")
+        if self.months < 1 or self.car_parks < 1:
+            raise GeneratorError("months" if self.months < 1 else "car_parks", "must be at least 1",
+                                 f"generator: months and car_parks must be at least 1 (got {self.months} and "
+                                 f"{self.car_parks})")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise GeneratorError("seed", f"{self.seed} is not a whole number from 0 to {MAX_SEED}")
+        if self.start is not None:
+            try:
+                dt.date.fromisoformat(str(self.start))
+            except ValueError:
+                raise GeneratorError("start", f"'{self.start}' is not a date (use YYYY-MM-DD)") from None
+        try:
+            check_time_zone(self.time_zone)
+        except ValueError as exc:
+            raise GeneratorError("time_zone", str(exc)) from None
+        first = self.start_date
+        if not first.year >= FIRST_YEAR or self.months > 12 * (LAST_YEAR + 1 - first.year) - (first.month - 1):
+            raise GeneratorError("start", f"{first.date()} with {self.months} month(s) goes beyond the years "
+                                          f"{FIRST_YEAR}-{LAST_YEAR} a timestamp may have")
+        hours = (self.months * 31 + 1) * 24
+        if self.car_parks * hours > MAX_ROWS:
+            raise GeneratorError("car_parks", f"{self.car_parks:,} with {self.months} month(s) is up to "
+                                              f"{self.car_parks * hours:,} rows; the generator makes at most "
+                                              f"{MAX_ROWS:,} (fewer car parks or months)")
 
     @property
     def start_date(self) -> pd.Timestamp:
+        """The first day (naive date; its midnight is wall time in :attr:`time_zone`)."""
         if self.start:
-            return pd.Timestamp(self.start)
+            return pd.Timestamp(dt.date.fromisoformat(str(self.start)))
         return pd.Timestamp(DEFAULT_DRIFT_START if self.drift else DEFAULT_START)
 
 
 def generate(settings: GeneratorSettings = GeneratorSettings()) -> pd.DataFrame:
-    """Generate the dataset described by ``settings``, in the contract's column order."""
-    if settings.months < 1:
-        raise ValueError(f"months must be at least 1, got {settings.months}")
-    if settings.car_parks < 1:
-        raise ValueError(f"car_parks must be at least 1, got {settings.car_parks}")
+    """Generate the dataset described by ``settings``, in the contract's column order.
+
+    The time column is aware (``datetime64[ns, <time_zone>]``), every hour
+    that exists on that clock from the first day's midnight for ``months``
+    months, rows ordered by time, then car park.
+    """
     rng = np.random.default_rng(settings.seed)
     start = settings.start_date.normalize()
-    hours = pd.date_range(start, start + pd.DateOffset(months=settings.months), freq="h", inclusive="left")
+    hours = pd.date_range(start, start + pd.DateOffset(months=settings.months), freq="h", inclusive="left",
+                          tz=settings.time_zone)
+    wall = hours.tz_localize(None)  # local wall time: what calendars, holidays and habits follow
     parks = _car_parks(settings.car_parks, rng)
     n_parks, n_hours = len(parks), len(hours)
 
-    hour = hours.hour.to_numpy()[None, :].astype(float)
-    dow = hours.dayofweek.to_numpy()[None, :]
-    month = hours.month.to_numpy()[None, :]
-    holidays = set(_swedish_holidays(range(start.year, hours[-1].year + 1)))
-    is_holiday_1d = np.array([d in holidays for d in hours.date])
+    hour = wall.hour.to_numpy()[None, :].astype(float)
+    dow = wall.dayofweek.to_numpy()[None, :]
+    month = wall.month.to_numpy()[None, :]
+    holidays = set(_swedish_holidays(range(start.year, wall[-1].year + 1)))
+    is_holiday_1d = np.array([d in holidays for d in wall.date])
     is_holiday = np.broadcast_to(is_holiday_1d[None, :], (n_parks, n_hours))
-    temperature, rain = _weather(hours, rng, warmer=4.0 if settings.drift else 0.0)
-    event_1d = _event_hours(hours, rng)
+    temperature, rain = _weather(wall, rng, warmer=4.0 if settings.drift else 0.0)
+    event_1d = _event_hours(wall, rng)
 
     kinds = parks["car_park_kind"].to_numpy()[:, None]
     weekend = (dow >= 5) | is_holiday_1d[None, :]
@@ -121,7 +188,8 @@ def generate(settings: GeneratorSettings = GeneratorSettings()) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            "timestamp": np.tile(hours.to_numpy(), n_parks),
+            "timestamp": pd.DatetimeIndex(np.tile(hours.asi8, n_parks).view("datetime64[ns]"))
+            .tz_localize("UTC").tz_convert(hours.tz),
             "car_park_id": np.repeat(parks["car_park_id"].to_numpy(), n_hours),
             "car_park_kind": np.repeat(parks["car_park_kind"].to_numpy(), n_hours),
             "capacity": np.repeat(parks["capacity"].to_numpy(), n_hours).astype("int64"),
@@ -143,6 +211,7 @@ def generate(settings: GeneratorSettings = GeneratorSettings()) -> pd.DataFrame:
     weather_gap = rng.random(len(frame)) < 0.01
     frame.loc[weather_gap, ["temperature_c", "rain_mm"]] = np.nan
     return frame.loc[keep].sort_values(["timestamp", "car_park_id"], kind="stable").reset_index(drop=True)
+
 
 
 def _car_parks(count: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -25,18 +25,52 @@ int         integers in the int64 range; an integral float (864.0) is the same
 float       numbers: floats, and integers up to 2**53 (which a float holds
             exactly); a bool is not a number
 bool        booleans (JSON true/false, Python, numpy and pandas booleans)
-string      text (never a number), at most ``max_length`` characters
+string      text (never a number) that UTF-8 can encode (no lone surrogate
+            such as ``"\\ud800"``), at most ``max_length`` characters
             (:data:`DEFAULT_MAX_LENGTH` unless the contract says otherwise)
 category    text, one of the column's categories
-datetime    naive ISO 8601 text ``YYYY-MM-DD[(T| )hh:mm[:ss[.f{1,9}]]]`` or a
-            naive date/time value, years 1678-2261 (whole years of pandas'
-            nanosecond range); never a number (epoch) nor a value with a time zone
+datetime    ISO 8601 text ``YYYY-MM-DD[(T| )hh:mm[:ss[.f{1,9}]][offset]]``
+            (offset ``Z``, ``+hh:mm`` or ``+hhmm``, only after a time), or a
+            date/time value, naive or aware (Python, numpy, pandas, a Parquet
+            timestamp column); local years 1678-2261 (whole years of pandas'
+            nanosecond range); never a number (no epoch), never another layout
+            (no day/month guessing)
 ==========  ===================================================================
 
 min/max bound int and float columns (inclusive), categories bound category
-and string columns. Accepted columns take their final dtype (datetime64[ns],
-int64 or Int64 when nullable, float64 with NaN for null, bool or boolean when
-nullable, object text with None for null), whichever door they came through.
+and string columns. Accepted columns take their final dtype
+(``datetime64[ns, <time zone>]``, int64 or Int64 when nullable, float64 with
+NaN for null, bool or boolean when nullable, object text with None for null),
+whichever door they came through.
+
+One clock
+---------
+The contract names a time zone (``time_zone``, an IANA name; default UTC)
+and every datetime column is read on that clock. A value with an offset
+(``2024-05-01T08:00:00+02:00``, ``Z``, an aware datetime, a time-zone-aware
+Parquet column) is an exact instant and is converted into the zone. A value
+without one is wall-clock time in the zone:
+
+* a wall time the clocks jump over (the spring gap, 02:30 on the night
+  summer time starts) does not exist and is refused, naming the row/record
+  (problem ``gap``);
+* a wall time that occurs twice (the repeated autumn hour) is resolved by
+  order of appearance, per entity, in the time column: the first row of an
+  (entity, wall time) is the earlier instant (summer time), the second the
+  later one (standard time), a third repeats the second's key and is refused
+  as a duplicate. This is what pandas' ``tz_localize(ambiguous="infer")``
+  assumes for ordered data. Rows count in file order, across the chunks of
+  batch scoring (:class:`RepeatedHours` carries the count); without an
+  entity column (or when it is not among the columns checked) the order is
+  per wall time; a single record in the repeated hour is the earlier
+  instant. A value with an offset is exact and does not count. Other
+  datetime columns take the earlier instant.
+
+docs/contract.md says the same for users.
+
+Accepted times are aware (``datetime64[ns, zone]`` in frames, an aware
+``pandas.Timestamp`` in records): keys compare instants, and calendar
+features read local wall time (``.dt.hour`` of an aware series is local).
 
 Files are text. Before their values meet these rules, :meth:`ColumnRule.from_file`
 reads a file's spellings (``dataset.read_table`` and batch scoring call it on
@@ -72,9 +106,12 @@ INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 EXACT_FLOAT_INT = 2 ** 53
 """Largest integer magnitude a float64 holds exactly (a float column refuses larger integers)."""
 
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?", re.ASCII)
-"""The naive ISO 8601 layouts a datetime column accepts as text."""
-_ZONED = re.compile(TIMESTAMP.pattern + r"\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)", re.ASCII | re.IGNORECASE)
+DEFAULT_TIME_ZONE = "UTC"
+"""The contract's time zone when it names none (an old contract's naive times keep their meaning)."""
+
+TIMESTAMP = re.compile(r"(\d{4})-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?",
+                       re.ASCII)
+"""The ISO 8601 layouts a datetime column accepts as text (groups: year, fraction, offset)."""
 _INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
@@ -90,9 +127,10 @@ park called ``NA`` keeps its name.
 """
 
 # Problems, as FrameProblem.problem and in pandera's check names.
-MISSING, NULL, TYPE, DOMAIN, LENGTH, DUPLICATE = "missing", "null", "type", "domain", "length", "duplicate"
+MISSING, NULL, TYPE, GAP, DOMAIN, LENGTH, DUPLICATE = ("missing", "null", "type", "gap", "domain", "length",
+                                                       "duplicate")
 CHECK_PREFIX = "rule:"
-"""Pandera check names are ``rule:<problem>`` (``rule:type``, ``rule:domain``, ``rule:length``)."""
+"""Pandera check names are ``rule:<problem>`` (``rule:type``, ``rule:gap``, ``rule:domain``, ``rule:length``)."""
 
 KINDS = ("datetime", "string", "category", "int", "float", "bool")
 
@@ -152,10 +190,16 @@ class ColumnCheck:
 
     Masks are boolean arrays over the column's positions: ``null`` marks nulls
     in a column that is not nullable, ``mistyped`` values that are not of the
-    column's type, ``outside`` values outside min/max or the categories,
-    ``too_long`` text longer than ``max_length``. Where anything is refused,
-    ``values`` is an object column: accepted values converted, refused ones as
-    they were.
+    column's type, ``gap`` wall times that do not exist in the contract's time
+    zone (datetime columns), ``outside`` values outside min/max or the
+    categories, ``too_long`` text longer than ``max_length``. Where anything
+    is refused, ``values`` is an object column: accepted values converted,
+    refused ones as they were.
+
+    Datetime columns also say which accepted rows are naive wall times of a
+    repeated hour (``ambiguous``; ``values`` holds their earlier instant) and
+    ``later``, an aware array holding their later instant (NaT elsewhere),
+    for :meth:`ContractRules.check_frame` to resolve by order of appearance.
     """
 
     values: pd.Series
@@ -163,17 +207,34 @@ class ColumnCheck:
     mistyped: np.ndarray
     outside: np.ndarray
     too_long: np.ndarray
+    gap: np.ndarray
+    ambiguous: np.ndarray | None = None
+    later: Any = None
 
     def problems(self) -> Iterator[tuple[str, np.ndarray]]:
         """(problem, mask) for every problem that occurs, in the order records report them."""
-        for problem, mask in ((NULL, self.null), (TYPE, self.mistyped), (DOMAIN, self.outside),
+        for problem, mask in ((NULL, self.null), (TYPE, self.mistyped), (GAP, self.gap), (DOMAIN, self.outside),
                               (LENGTH, self.too_long)):
             if mask.any():
                 yield problem, mask
 
     @property
     def ok(self) -> bool:
-        return not (self.null.any() or self.mistyped.any() or self.outside.any() or self.too_long.any())
+        return not (self.null.any() or self.mistyped.any() or self.gap.any() or self.outside.any()
+                    or self.too_long.any())
+
+    def with_later(self, rows: np.ndarray) -> pd.Series:
+        """``values`` with the rows at positions ``rows`` (repeated-hour rows) set to their later instant."""
+        if len(rows) == 0:
+            return self.values
+        later = self.later[rows]
+        if isinstance(self.values.dtype, pd.DatetimeTZDtype):
+            moments = self.values.array.copy()
+            moments[rows] = later
+            return pd.Series(moments, index=self.values.index, name=self.values.name)
+        objects = self.values.to_numpy(dtype=object).copy()
+        objects[rows] = list(later)
+        return pd.Series(objects, index=self.values.index, name=self.values.name, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -181,7 +242,8 @@ class ColumnRule:
     """What one contract column accepts; the same rule for frames, file chunks and records.
 
     Build it with :func:`rules_for`. ``domain`` words min/max or the
-    categories for messages (``in [0, 1]``, ``one of a, b``).
+    categories for messages (``in [0, 1]``, ``one of a, b``); ``time_zone``
+    (an IANA name) is the clock of a datetime column.
     """
 
     name: str
@@ -192,18 +254,22 @@ class ColumnRule:
     categories: frozenset[str] | None = None
     max_length: int | None = None
     domain: str = ""
+    time_zone: str = DEFAULT_TIME_ZONE
     _convert: Callable[[Any], Any] = field(init=False, compare=False, repr=False)
+    _tz: Any = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"column '{self.name}': unknown type '{self.kind}'")
-        object.__setattr__(self, "_convert", _CONVERTERS[self.kind])
+        object.__setattr__(self, "_tz", zone_dtype(self.time_zone).tz if self.kind == "datetime" else None)
+        convert = (lambda value: self.moment(value)[0]) if self.kind == "datetime" else _CONVERTERS[self.kind]
+        object.__setattr__(self, "_convert", convert)
 
     @property
     def dtype(self) -> str:
         """The pandas dtype of the column once accepted."""
-        return {"datetime": "datetime64[ns]", "int": "Int64" if self.nullable else "int64", "float": "float64",
-                "bool": "boolean" if self.nullable else "bool"}.get(self.kind, "object")
+        return {"datetime": f"datetime64[ns, {self.time_zone}]", "int": "Int64" if self.nullable else "int64",
+                "float": "float64", "bool": "boolean" if self.nullable else "bool"}.get(self.kind, "object")
 
     @property
     def bounded(self) -> bool:
@@ -219,10 +285,13 @@ class ColumnRule:
     # -- one value (records)
 
     def value(self, value: Any) -> Any:
-        """``value`` normalised (int, float, bool, str, naive datetime; a null as :attr:`null_value`), or ``Refused``.
+        """``value`` normalised, or ``Refused``.
 
-        Checks, in order: null where not nullable, type, then min/max or
-        categories, then the text length.
+        Normalised: int, float, bool, str, an aware ``pandas.Timestamp`` in
+        the column's time zone (a repeated wall time: the earlier instant); a
+        null as :attr:`null_value`. Checks, in order: null where not
+        nullable, type (and, for times, that the wall time exists), then
+        min/max or categories, then the text length.
         """
         if is_null(value):
             if self.nullable:
@@ -231,6 +300,20 @@ class ColumnRule:
         converted = self._convert(value)
         self.check_domain(converted)
         return converted
+
+    def moment(self, value: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """A datetime column's value as (instant, later instant or None); ``Refused`` as :meth:`value` says.
+
+        The second is not None only for a naive wall time that occurs twice
+        (the repeated autumn hour): the first is then its earlier instant.
+        A null (where nullable) is ``(None, None)``.
+        """
+        if is_null(value):
+            if self.nullable:
+                return None, None
+            raise Refused(NULL, "null but the column is not nullable")
+        ns, naive = _parse_moment(value)
+        return _localize_one(ns, naive, self, value)
 
     def check_domain(self, converted: Any) -> None:
         """Raise ``Refused`` if an accepted, converted value is outside min/max, the categories or the length."""
@@ -248,6 +331,8 @@ class ColumnRule:
 
     def column(self, series: pd.Series) -> ColumnCheck:
         """The column checked by this rule, vectorised; the same verdict as :meth:`value` on each of its values."""
+        if self.kind == "datetime":
+            return _datetime_column(self, series)
         if isinstance(series.dtype, pd.CategoricalDtype):
             accepted = self._categorical(series)
             if accepted is not None:
@@ -265,7 +350,7 @@ class ColumnRule:
             values = pd.Series(_mixed(raw, good_values, good), index=series.index, dtype=object, name=series.name)
         else:
             values = pd.Series(_final(self, good_values, nulls, data), index=series.index, name=series.name)
-        return ColumnCheck(values, disallowed, mistyped, outside, too_long)
+        return ColumnCheck(values, disallowed, mistyped, outside, too_long, np.zeros(len(nulls), dtype=bool))
 
     def _categorical(self, series: pd.Series) -> ColumnCheck | None:
         """A pandas Categorical checked once per category, the verdicts spread to the rows by the codes.
@@ -287,22 +372,21 @@ class ColumnRule:
         values = converted[codes]
         if nulls.any():
             outside, too_long = outside[codes] & ~nulls, too_long[codes] & ~nulls
-            values[nulls] = {"datetime": np.datetime64("NaT"), "float": np.nan, "int": 0,
-                             "bool": False}.get(self.kind)  # None for text
+            values[nulls] = {"float": np.nan, "int": 0, "bool": False}.get(self.kind)  # None for text
         else:
             outside, too_long = outside[codes], too_long[codes]
         final = pd.Series(_final(self, values, nulls, values), index=series.index, name=series.name)
         none = np.zeros(len(codes), dtype=bool)
-        return ColumnCheck(final, none, none, outside, too_long)
+        return ColumnCheck(final, none, none, outside, too_long, none)
 
     def _elementwise(self, data: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """An object column through the per-value converter.
 
         Shortcuts that give the converter's answer without calling it per
-        value: a column of text only, for text columns; of bools only, for
-        bool columns; of integers (in the int64 range) or floats only, for
-        int and float columns. Timestamps written as text are converted once
-        per distinct text.
+        value: a column of text only, for text columns (one encoding check
+        for lone surrogates over all of it); of bools only, for bool columns;
+        of integers (in the int64 range) or floats only, for int and float
+        columns. (Datetime columns have their own path, ``_datetime_column``.)
         """
         n = len(data)
         mistyped = np.zeros(n, dtype=bool)
@@ -311,6 +395,8 @@ class ColumnRule:
         shape = pd.api.types.infer_dtype(values, skipna=False) if len(present) else "empty"
         kind, convert = self.kind, self._convert
         if kind in ("string", "category") and shape in ("string", "empty"):
+            if shape == "string" and not _encodable(values):
+                mistyped[present] = [not _encodable((text,)) for text in values]
             return data, mistyped
         if kind == "bool" and shape in ("boolean", "empty"):
             flags = np.zeros(n, dtype=bool)
@@ -324,19 +410,6 @@ class ColumnRule:
                 out[present] = numbers
                 mistyped[present] = bad
                 return out, mistyped
-        if kind == "datetime" and shape == "string":
-            codes, uniques = pd.factorize(values)
-            converted_uniques = np.empty(len(uniques), dtype=object)
-            bad = np.zeros(len(uniques), dtype=bool)
-            for i, text in enumerate(uniques):
-                try:
-                    converted_uniques[i] = convert(text)
-                except Refused:
-                    bad[i] = True
-            moments = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-            moments[present] = _as_datetime(converted_uniques, ~bad)[codes]
-            mistyped[present] = bad[codes]
-            return moments, mistyped
         out = np.empty(n, dtype=object)
         for i in present:
             try:
@@ -356,8 +429,6 @@ class ColumnRule:
             flags = np.zeros(n, dtype=bool)
             flags[good] = out[good].tolist()
             return flags, mistyped
-        if kind == "datetime":
-            return _as_datetime(out, good), mistyped
         return out, mistyped
 
     def _domain_masks(self, values: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -492,41 +563,99 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_string(value: Any) -> str:
-    """Text, never a number."""
+    """Text that UTF-8 can encode, never a number."""
     if isinstance(value, str):
+        if not _encodable((value,)):
+            raise Refused(TYPE, _NOT_TEXT.format(show(value)))
         return value
     raise Refused(TYPE, f"{show(value)} is not of type string")
 
 
 def _to_category(value: Any) -> str:
-    """Text, never a number (the categories are checked after)."""
+    """Text that UTF-8 can encode, never a number (the categories are checked after)."""
     if isinstance(value, str):
+        if not _encodable((value,)):
+            raise Refused(TYPE, _NOT_TEXT.format(show(value)))
         return value
     raise Refused(TYPE, f"{show(value)} is not of type category")
 
 
-def _to_datetime(value: Any) -> dt.datetime:
-    """A naive datetime from ISO 8601 text or a naive date/time value, years 1678-2261; never a number."""
+_NOT_TEXT = "{} is not valid text (a lone surrogate, which UTF-8 cannot encode)"
+
+
+def _encodable(texts: Sequence[str] | np.ndarray) -> bool:
+    """Whether every text is valid Unicode (no lone surrogate, U+D800-U+DFFF): one encode over all of them."""
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- times
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_NAT = np.iinfo(np.int64).min
+"""NaT as an int64 nanosecond count."""
+_LOWEST_NS, _HIGHEST_NS = pd.Timestamp.min.value, pd.Timestamp.max.value
+_LAYOUTS = ("use ISO 8601: YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss[.fffffffff]], optionally with an offset Z or "
+            "+hh:mm after the time")
+
+
+@lru_cache(maxsize=64)
+def zone_dtype(time_zone: str) -> pd.DatetimeTZDtype:
+    """The dtype of an accepted datetime column on ``time_zone``'s clock: ``datetime64[ns, time_zone]``.
+
+    ``time_zone`` is an IANA name; pandas picks its implementation (its
+    ``.tz`` is what every localisation here uses, so frames and records use
+    one time-zone database).
+    """
+    return pd.DatetimeTZDtype("ns", time_zone)
+
+
+def check_time_zone(name: Any) -> str:
+    """``name`` if it is an IANA time zone that ``zoneinfo`` and pandas know, else ``ValueError`` saying why."""
+    import zoneinfo
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"must be an IANA time zone name such as Europe/Stockholm, not {name!r}")
+    try:
+        zoneinfo.ZoneInfo(name)
+        zone_dtype(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, LookupError):
+        raise ValueError(f"'{name}' is not a time zone known to zoneinfo (use an IANA name such as "
+                         "Europe/Stockholm or UTC)") from None
+    except Exception as exc:  # noqa: BLE001 - pytz' UnknownTimeZoneError is a KeyError subclass of its own
+        raise ValueError(f"'{name}' is not a time zone pandas can use: {type(exc).__name__}") from None
+    return name
+
+
+def _parse_moment(value: Any) -> tuple[int, bool]:
+    """(nanoseconds, naive): a naive value's wall time, or an aware value's instant (UTC), as int64 ns.
+
+    Refuses (``Refused``, TYPE) numbers, text in other layouts, impossible
+    dates, and naive values outside the years 1678-2261 (an aware value's
+    years are checked in the zone, by the caller).
+    """
     if isinstance(value, str):
-        if TIMESTAMP.fullmatch(value) is None:
-            if _ZONED.fullmatch(value):
-                raise Refused(TYPE, f"{show(value)} is not of type datetime (has a time zone; timestamps are "
-                                    "naive local time)")
-            raise Refused(TYPE, f"{show(value)} is not of type datetime (use ISO 8601: YYYY-MM-DD or "
-                                "YYYY-MM-DDThh:mm[:ss[.ffffff]])")
+        layout = TIMESTAMP.fullmatch(value)
+        if layout is None:
+            raise Refused(TYPE, f"{show(value)} is not of type datetime ({_LAYOUTS})")
+        year, fraction, offset = layout.groups()
+        if offset is None and not FIRST_YEAR <= int(year) <= LAST_YEAR:
+            raise Refused(TYPE, f"{show(value)} is not of type datetime (outside the years {FIRST_YEAR}-{LAST_YEAR})")
         try:  # beyond microseconds (as pandas writes nanoseconds), pandas' Timestamp keeps every digit
-            moment = dt.datetime.fromisoformat(value) if len(value) <= 26 else pd.Timestamp(value)
-        except ValueError:
+            moment: Any = pd.Timestamp(value) if fraction is not None and len(fraction) > 6 else \
+                dt.datetime.fromisoformat(value)
+        except (ValueError, OverflowError):
             raise Refused(TYPE, f"{show(value)} is not of type datetime (not a valid date or time)") from None
     elif isinstance(value, np.datetime64):
         low, high = np.datetime64(f"{FIRST_YEAR}-01-01"), np.datetime64(f"{LAST_YEAR + 1}-01-01")
         if not low <= value < high:
             raise Refused(TYPE, f"{show(value)} is not of type datetime (outside the years {FIRST_YEAR}-{LAST_YEAR})")
-        return pd.Timestamp(value)
+        return int(value.astype("datetime64[ns]").astype(np.int64)), True
     elif isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            raise Refused(TYPE, f"{show(value)} is not of type datetime (has a time zone; timestamps are naive "
-                                "local time)")
         moment = value
     elif isinstance(value, dt.date):
         moment = dt.datetime(value.year, value.month, value.day)
@@ -535,14 +664,173 @@ def _to_datetime(value: Any) -> dt.datetime:
                             "text)")
     else:
         raise Refused(TYPE, f"{show(value)} is not of type datetime")
-    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+    naive = moment.tzinfo is None or moment.utcoffset() is None
+    if naive and not FIRST_YEAR <= moment.year <= LAST_YEAR:
         raise Refused(TYPE, f"{show(value)} is not of type datetime (outside the years {FIRST_YEAR}-{LAST_YEAR})")
-    return moment
+    if isinstance(moment, pd.Timestamp):
+        return int(moment.as_unit("ns").value), naive
+    if naive:
+        return (moment.replace(tzinfo=None) - _EPOCH) // _MICROSECOND * 1000, True
+    ns = (moment.replace(tzinfo=None) - moment.utcoffset() - _EPOCH) // _MICROSECOND * 1000
+    if not _LOWEST_NS <= ns <= _HIGHEST_NS:
+        raise Refused(TYPE, f"{show(value)} is not of type datetime (outside the years {FIRST_YEAR}-{LAST_YEAR})")
+    return ns, False
+
+
+def _outside_years(rule: ColumnRule, value: Any) -> Refused:
+    return Refused(TYPE, f"{show(value)} is not of type datetime (outside the years {FIRST_YEAR}-{LAST_YEAR} "
+                         f"in {rule.time_zone})")
+
+
+def _gap(rule: ColumnRule, value: Any) -> Refused:
+    return Refused(GAP, f"{show(value)} does not exist in {rule.time_zone} (the clocks jump over this wall time)")
+
+
+def _localize_one(ns: int, naive: bool, rule: ColumnRule, value: Any) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+    """One parsed value on the rule's clock: (instant, later instant of a repeated wall time, else None).
+
+    ``Refused`` for a wall time in the gap (GAP) or an instant whose local
+    year is outside 1678-2261 (TYPE), naming ``value`` as it was written.
+    """
+    placed = _on_clock(rule.time_zone, ns, naive)
+    if placed is None:
+        raise _gap(rule, value) if naive else _outside_years(rule, value)
+    return placed
+
+
+@lru_cache(maxsize=4096)
+def _on_clock(time_zone: str, ns: int, naive: bool) -> tuple[pd.Timestamp, pd.Timestamp | None] | None:
+    """:func:`_localize_one`'s answer, cached (the records of one request often share their times); None: refused."""
+    tz = zone_dtype(time_zone).tz
+    if not naive:
+        moment = pd.Timestamp(ns, tz="UTC").tz_convert(tz)
+        return (moment, None) if FIRST_YEAR <= moment.year <= LAST_YEAR else None
+    wall = pd.Timestamp(ns)
+    moment = wall.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    if moment is not pd.NaT:
+        return moment, None
+    first = wall.tz_localize(tz, ambiguous=True, nonexistent="NaT")
+    if first is pd.NaT:
+        return None
+    second = wall.tz_localize(tz, ambiguous=False, nonexistent="NaT")
+    return (first, second) if first <= second else (second, first)
+
+
+def _datetime_column(rule: ColumnRule, series: pd.Series) -> ColumnCheck:
+    """A datetime column on the rule's clock, vectorised: the verdicts of :meth:`ColumnRule.moment` per value."""
+    n = len(series)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    view, data, nulls = _view(series)
+    ns = np.zeros(n, dtype=np.int64)
+    naive = np.zeros(n, dtype=bool)
+    mistyped = ~nulls
+    if view in ("M", "tz"):
+        if view == "tz":  # the instants, in UTC
+            data = series.array.tz_convert("UTC").tz_localize(None).to_numpy()
+        # naive: the wall time's years; aware: instants pandas holds in ns (their years are checked in the zone)
+        low = np.datetime64(f"{FIRST_YEAR}-01-01" if view == "M" else "1677-09-22")
+        high = np.datetime64(f"{LAST_YEAR + 1}-01-01" if view == "M" else "2262-04-11")
+        good = ~nulls & (data >= low.astype(data.dtype)) & (data < high.astype(data.dtype))
+        ns[good] = data[good].astype("datetime64[ns]").astype(np.int64)
+        naive, mistyped = good & (view == "M"), ~nulls & ~good
+    elif view == "O":
+        ns, naive, mistyped = _parse_objects(data, nulls)
+    accepted = ~nulls & ~mistyped
+    instants = np.full(n, _NAT, dtype=np.int64)
+    aware = accepted & ~naive
+    instants[aware] = ns[aware]
+    gap = np.zeros(n, dtype=bool)
+    ambiguous = np.zeros(n, dtype=bool)
+    later = None
+    walls = np.flatnonzero(accepted & naive)
+    if len(walls):
+        first, second, skipped = _localize_walls(rule._tz, ns[walls])
+        instants[walls] = first
+        gap[walls] = skipped
+        repeated = second != _NAT
+        if repeated.any():
+            ambiguous[walls[repeated]] = True
+            later_ns = np.full(n, _NAT, dtype=np.int64)
+            later_ns[walls[repeated]] = second[repeated]
+            later = _aware(later_ns, rule)
+    values = _aware(instants, rule)
+    if aware.any():  # an exact instant: its years are those of its wall time in the zone
+        years = values.year
+        outside = aware & ((years < FIRST_YEAR) | (years > LAST_YEAR))
+        if outside.any():
+            mistyped = mistyped | outside
+            instants[outside] = _NAT
+            values = _aware(instants, rule)
+    disallowed = nulls if not rule.nullable else np.zeros(n, dtype=bool)
+    none = np.zeros(n, dtype=bool)
+    if mistyped.any() or disallowed.any() or gap.any():
+        raw = data if view == "O" else series.to_numpy(dtype=object)
+        good = ~nulls & ~mistyped & ~gap
+        out = pd.Series(_mixed(raw, values, good), index=series.index, dtype=object, name=series.name)
+    else:
+        out = pd.Series(values, index=series.index, name=series.name)
+    return ColumnCheck(out, disallowed, mistyped, none, none, gap, ambiguous if later is not None else None, later)
+
+
+def _parse_objects(data: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ns, naive, mistyped) of an object column's values by :func:`_parse_moment` (text: once per distinct text)."""
+    n = len(data)
+    ns = np.zeros(n, dtype=np.int64)
+    naive = np.zeros(n, dtype=bool)
+    mistyped = np.zeros(n, dtype=bool)
+    present = np.flatnonzero(~nulls)
+    values = data if len(present) == n else data[present]
+    if len(present) and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        codes, uniques = pd.factorize(values)
+        parsed_ns = np.zeros(len(uniques), dtype=np.int64)
+        parsed_naive = np.zeros(len(uniques), dtype=bool)
+        bad = np.zeros(len(uniques), dtype=bool)
+        for i, text in enumerate(uniques):
+            try:
+                parsed_ns[i], parsed_naive[i] = _parse_moment(text)
+            except Refused:
+                bad[i] = True
+        ns[present], naive[present], mistyped[present] = parsed_ns[codes], parsed_naive[codes], bad[codes]
+        return ns, naive, mistyped
+    for i in present:
+        try:
+            ns[i], naive[i] = _parse_moment(data[i])
+        except Refused:
+            mistyped[i] = True
+    return ns, naive, mistyped
+
+
+def _localize_walls(tz: Any, walls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wall times (int64 ns) on the clock ``tz``: (earlier instant, later instant or NaT, gap mask), instants as ns.
+
+    A wall time that exists once has one instant (later: NaT); one in the
+    repeated hour has two; one in the gap has none (earlier: NaT, gap: True).
+    """
+    index = pd.DatetimeIndex(walls.view("datetime64[ns]"))
+    first = index.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").asi8.copy()
+    second = np.full(len(walls), _NAT, dtype=np.int64)
+    gap = np.zeros(len(walls), dtype=bool)
+    unsure = np.flatnonzero(first == _NAT)
+    if len(unsure):
+        some = index[unsure]
+        one = some.tz_localize(tz, ambiguous=np.ones(len(some), dtype=bool), nonexistent="NaT").asi8
+        other = some.tz_localize(tz, ambiguous=np.zeros(len(some), dtype=bool), nonexistent="NaT").asi8
+        skipped = one == _NAT
+        gap[unsure] = skipped
+        first[unsure] = np.where(skipped, _NAT, np.minimum(one, other))
+        second[unsure] = np.where(skipped, _NAT, np.maximum(one, other))
+    return first, second, gap
+
+
+def _aware(instants: np.ndarray, rule: ColumnRule) -> Any:
+    """int64 ns instants (NaT as its int) as an aware DatetimeArray on the rule's clock."""
+    utc = pd.DatetimeIndex(instants.view("datetime64[ns]")).tz_localize("UTC")
+    return utc.tz_convert(zone_dtype(rule.time_zone).tz).array
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": _to_int, "float": _to_float, "bool": _to_bool, "string": _to_string, "category": _to_category,
-    "datetime": _to_datetime,
 }
 
 
@@ -618,19 +906,8 @@ def _typed_text(view: str, data: np.ndarray, nulls: np.ndarray) -> tuple[np.ndar
     return np.empty(len(data), dtype=object), ~nulls
 
 
-def _typed_datetime(view: str, data: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if view == "M":
-        low = np.datetime64(f"{FIRST_YEAR}-01-01").astype(data.dtype)
-        high = np.datetime64(f"{LAST_YEAR + 1}-01-01").astype(data.dtype)
-        good = ~nulls & (data >= low) & (data < high)
-        values = np.where(good, data, np.datetime64("NaT")).astype("datetime64[ns]")
-        return values, ~nulls & ~good
-    return np.full(len(data), np.datetime64("NaT"), dtype="datetime64[ns]"), ~nulls
-
-
 _TYPED: dict[str, Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
     "int": _typed_int, "float": _typed_float, "bool": _typed_bool, "string": _typed_text, "category": _typed_text,
-    "datetime": _typed_datetime,
 }
 
 
@@ -656,13 +933,6 @@ def _numbers(kind: str, values: np.ndarray, shape: str) -> tuple[np.ndarray, np.
     return _typed_int("f", floats, nulls) if kind == "int" else (floats, nulls)
 
 
-def _as_datetime(objects: np.ndarray, good: np.ndarray) -> np.ndarray:
-    out = np.full(len(objects), np.datetime64("NaT"), dtype="datetime64[ns]")
-    if good.any():
-        out[good] = pd.DatetimeIndex(list(objects[good])).as_unit("ns").to_numpy()
-    return out
-
-
 def _final(rule: ColumnRule, values: np.ndarray, nulls: np.ndarray, data: np.ndarray) -> Any:
     """The accepted column in its final dtype (nulls only where the column is nullable; None in text columns)."""
     kind = rule.kind
@@ -672,8 +942,6 @@ def _final(rule: ColumnRule, values: np.ndarray, nulls: np.ndarray, data: np.nda
         return np.where(nulls, np.nan, values) if nulls.any() else values
     if kind == "bool":
         return pd.arrays.BooleanArray(values.astype(bool, copy=False), nulls.copy()) if rule.nullable else values
-    if kind == "datetime":
-        return values
     text = data if data.dtype == object else data.astype(object)  # e.g. a column of NaN only
     if nulls.any():  # every null of a text column as None, as records have it, whatever the file wrote
         text = text.copy() if text is data else text
@@ -706,28 +974,66 @@ class FrameProblem:
 
 @dataclass(frozen=True)
 class FrameCheck:
-    """A frame after the rules: the accepted values (final dtypes) and the problems, empty when all is accepted."""
+    """A frame after the rules: the accepted values (final dtypes) and the problems, empty when all is accepted.
+
+    ``repeated`` lists the (entity, wall time) of every row in the repeated
+    autumn hour, in order: what :meth:`RepeatedHours.add` must count once the
+    caller keeps these values (see :meth:`ContractRules.check_frame`).
+    """
 
     values: pd.DataFrame
     problems: tuple[FrameProblem, ...]
+    repeated: tuple[tuple[Any, int], ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def first(self) -> FrameProblem | None:
-        """The problem at the lowest row (ties: the first column), as a record validator would report it."""
+        """The problem a record validator would report: the value problem at the lowest row (ties: the first
+        column); a duplicate key only when no value is refused (keys are compared once every value is accepted)."""
         if not self.problems:
             return None
         order = {name: i for i, name in enumerate(self.values.columns)}
-        return min(self.problems, key=lambda p: (min(p.rows), order.get(p.column, len(order))))
+        values = [p for p in self.problems if p.problem != DUPLICATE] or list(self.problems)
+        return min(values, key=lambda p: (min(p.rows), order.get(p.column, len(order))))
+
+
+class RepeatedHours:
+    """How often each (entity, wall time) of a repeated hour has been seen so far: the order rule's memory.
+
+    A naive wall time that occurs twice on the clock (the autumn hour) is its
+    earlier instant the first time an entity has it, and its later instant
+    after that. One object follows one file or request from its first row
+    on, so the order holds across the chunks of batch scoring. Keys are
+    (entity value or None, the wall time's later instant as int64 ns).
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Any, int], int] = {}
+
+    def occurrences(self, keys: Sequence[tuple[Any, int]]) -> np.ndarray:
+        """For each key in order, how often it was seen before it (earlier keys of ``keys`` included); no change."""
+        counts, here = self.counts, {}
+        out = np.zeros(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
+            seen = here.get(key, 0)
+            out[i] = counts.get(key, 0) + seen
+            here[key] = seen + 1
+        return out
+
+    def add(self, keys: Sequence[tuple[Any, int]]) -> None:
+        """Count ``keys`` as seen (once the rows they come from are kept)."""
+        for key in keys:
+            self.counts[key] = self.counts.get(key, 0) + 1
 
 
 @dataclass(frozen=True)
 class ContractRules:
     """The contract as rules: one :class:`ColumnRule` per column, in the contract's order, and the (entity, time) key.
 
-    ``features`` are the columns a model reads (the default for records).
+    ``features`` are the columns a model reads (the default for records);
+    ``time_zone`` the clock of the datetime columns.
     """
 
     name: str
@@ -735,6 +1041,7 @@ class ContractRules:
     entity_column: str | None
     time_column: str
     features: tuple[str, ...]
+    time_zone: str = DEFAULT_TIME_ZONE
 
     @property
     def names(self) -> list[str]:
@@ -752,30 +1059,47 @@ class ContractRules:
         raise KeyError(name)
 
     def check_frame(self, frame: pd.DataFrame, columns: Sequence[str] | None = None,
-                    check_keys: bool = True) -> FrameCheck:
+                    check_keys: bool = True, clock: RepeatedHours | None = None) -> FrameCheck:
         """``frame[columns]`` through the rules, vectorised: values converted, problems by column and row.
 
-        Every column must be present once (the callers check). Duplicate
-        (entity, time) keys, when both are among ``columns``, are a problem of
-        the entity column at every repeat after the first (``check_keys=False``:
-        not checked here, for a caller that checks them itself, as batch
-        scoring does over the whole file).
+        Every column must be present once (the callers check). Naive wall
+        times of the repeated hour in the time column are resolved by order
+        of appearance per entity (the module docstring), counting from what
+        ``clock`` has seen (None: from nothing); ``clock`` is not changed:
+        the caller adds :attr:`FrameCheck.repeated` to it when it keeps the
+        values. Duplicate (entity, time) keys, compared as instants, when
+        both are among ``columns``, are a problem of the entity column at
+        every repeat after the first (``check_keys=False``: not checked here,
+        for a caller that checks them itself, as batch scoring does over the
+        whole file).
         """
         names = list(columns) if columns is not None else self.names
         values: dict[str, pd.Series] = {}
         problems: list[FrameProblem] = []
+        checks: dict[str, ColumnCheck] = {}
         for name in names:
-            checked = self.rule(name).column(frame[name])
+            checked = checks[name] = self.rule(name).column(frame[name])
             values[name] = checked.values
             for problem, mask in checked.problems():
                 problems.append(FrameProblem(name, problem, tuple(int(i) for i in frame.index[mask])))
+        repeated: tuple[tuple[Any, int], ...] = ()
+        time = checks.get(self.time_column)
+        if time is not None and time.ambiguous is not None:
+            entity = checks.get(self.entity_column) if self.entity_column else None
+            rows = np.flatnonzero(time.ambiguous)
+            if entity is None or entity.ok:  # a refused entity value: the frame is refused anyway
+                owners = values[self.entity_column].to_numpy(dtype=object)[rows] if entity is not None \
+                    else [None] * len(rows)
+                repeated = tuple(zip(owners, time.later.asi8[rows].tolist(), strict=True))
+                later = rows[(clock or RepeatedHours()).occurrences(repeated) >= 1]
+                values[self.time_column] = time.with_later(later)
         out = pd.DataFrame(values, index=frame.index)
         if check_keys and set(self.keys) <= set(names) and len(out) > 1:
-            repeated = out.duplicated(list(self.keys), keep="first").to_numpy()
-            if repeated.any():
+            repeats = out.duplicated(list(self.keys), keep="first").to_numpy()
+            if repeats.any():
                 problems.append(FrameProblem(self.keys[0], DUPLICATE,
-                                             tuple(int(i) for i in frame.index[repeated])))
-        return FrameCheck(out, tuple(problems))
+                                             tuple(int(i) for i in frame.index[repeats])))
+        return FrameCheck(out, tuple(problems), repeated)
 
     def from_file(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A frame read from a file with the contract's columns' file spellings read (other columns as they are)."""
@@ -815,6 +1139,8 @@ def _schema(rules: ContractRules, columns: tuple[str, ...]) -> Any:
     for name in columns:
         rule = rules.rule(name)
         checks = [pa.Check(check(rule, "mistyped"), name=CHECK_PREFIX + TYPE)]
+        if rule.kind == "datetime":
+            checks.append(pa.Check(check(rule, "gap"), name=CHECK_PREFIX + GAP))
         if rule.bounded:
             checks.append(pa.Check(check(rule, "outside"), name=CHECK_PREFIX + DOMAIN))
         if rule.max_length is not None:
@@ -830,15 +1156,19 @@ def rules_for(contract: DataContract) -> ContractRules:
     """The contract compiled into rules, once per contract."""
     return ContractRules(
         name=contract.name,
-        columns=tuple(column_rule(spec) for spec in contract.columns),
+        columns=tuple(column_rule(spec, contract.time_zone) for spec in contract.columns),
         entity_column=contract.entity_column,
         time_column=contract.time_column,
         features=tuple(contract.feature_columns),
+        time_zone=contract.time_zone,
     )
 
 
-def column_rule(spec: ColumnSpec) -> ColumnRule:
-    """One contract column as a rule (a string column without ``max_length`` gets :data:`DEFAULT_MAX_LENGTH`)."""
+def column_rule(spec: ColumnSpec, time_zone: str = DEFAULT_TIME_ZONE) -> ColumnRule:
+    """One contract column as a rule (a string column without ``max_length`` gets :data:`DEFAULT_MAX_LENGTH`).
+
+    ``time_zone``: the contract's clock, for a datetime column.
+    """
     max_length = spec.max_length if spec.max_length is not None else (
         DEFAULT_MAX_LENGTH if spec.type == "string" else None)
     return ColumnRule(
@@ -847,6 +1177,7 @@ def column_rule(spec: ColumnSpec) -> ColumnRule:
         max=spec.max if spec.type in ("int", "float") else None,
         categories=frozenset(spec.categories) if spec.categories is not None else None,
         max_length=max_length, domain=spec.describe_domain(),
+        time_zone=time_zone if spec.type == "datetime" else DEFAULT_TIME_ZONE,
     )
 
 
@@ -856,11 +1187,15 @@ class RecordValidator:
     """Checks records (JSON-decoded dicts, as the HTTP service receives them) against the rules, value by value.
 
     ``rows(records)`` returns one tuple per record, the values normalised
-    (int, float with NaN for null, bool, str, naive ``datetime``; other nulls
-    as None) in the order of ``features``, or raises :class:`RecordError` for
-    the first record and field refused (records in order, fields in feature
-    order), then for a repeated (entity, time) key. Fields that are not
-    features are ignored. Needs no model and no pandas frame.
+    (int, float with NaN for null, bool, str, an aware ``pandas.Timestamp``
+    on the contract's clock; other nulls as None) in the order of
+    ``features``, or raises :class:`RecordError` for the first record and
+    field refused (records in order, fields in feature order), then for a
+    repeated (entity, time) key, compared as instants. Naive wall times of
+    the repeated autumn hour in the time column are resolved by order of
+    appearance per entity within the request, as frames resolve them (a
+    single such record is the earlier instant). Fields that are not features
+    are ignored. Needs no model and no pandas frame.
     """
 
     def __init__(self, contract: DataContract | ContractRules, features: Sequence[str] | None = None) -> None:
@@ -868,37 +1203,67 @@ class RecordValidator:
         self.rules = rules
         self.features = list(features) if features is not None else list(rules.features)
         self._checks = [(name, rules.rule(name).value) for name in self.features]
+        self._time = self.features.index(rules.time_column) if rules.time_column in self.features else None
+        if self._time is not None:
+            self._checks[self._time] = (rules.time_column, rules.rule(rules.time_column).moment)
+        entity = rules.entity_column
+        self._entity = self.features.index(entity) if entity is not None and entity in self.features else None
         keys = rules.keys
         self._keys = tuple(self.features.index(k) for k in keys) if set(keys) <= set(self.features) else None
 
     def rows(self, records: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Normalised values of every record, or ``RecordError`` naming the first record and field refused."""
-        checks, out = self._checks, []
+        checks, out, time = self._checks, [], self._time
+        repeated: list[tuple[int, pd.Timestamp]] = []
         for index, record in enumerate(records):
             if not isinstance(record, Mapping):
                 raise RecordError(index, None, "is not a JSON object of field: value")
             values = []
-            for name, check in checks:
+            for position, (name, check) in enumerate(checks):
                 try:
                     value = record[name]
                 except KeyError:
                     raise RecordError(index, name, "missing") from None
                 try:
-                    values.append(check(value))
+                    if position == time:
+                        value, later = check(value)
+                        if later is not None:
+                            repeated.append((index, later))
+                        values.append(value)
+                    else:
+                        values.append(check(value))
                 except Refused as refused:
                     raise RecordError(index, name, refused.text) from None
             out.append(tuple(values))
+        if repeated:
+            self._in_order(out, repeated)
         if self._keys is not None and len(out) > 1:
             first: dict[tuple[Any, ...], int] = {}
             positions = self._keys
             named = ", ".join(self.features[i] for i in positions)
             for index, values in enumerate(out):
-                key = tuple(values[i] for i in positions)
+                key = tuple(_key_part(values[i]) for i in positions)
                 if key in first:
                     raise RecordError(index, self.features[positions[0]],
                                       f"duplicate ({named}) key: record {first[key]} has the same")
                 first[key] = index
         return out
+
+    def _in_order(self, out: list[tuple[Any, ...]], repeated: list[tuple[int, pd.Timestamp]]) -> None:
+        """Records in the repeated hour after the first of their (entity, wall time) get the later instant."""
+        assert self._time is not None
+        entity, time = self._entity, self._time
+        keys = [(out[index][entity] if entity is not None else None, later.value) for index, later in repeated]
+        for (index, later), seen in zip(repeated, RepeatedHours().occurrences(keys), strict=True):
+            if seen >= 1:
+                row = list(out[index])
+                row[time] = later
+                out[index] = tuple(row)
+
+
+def _key_part(value: Any) -> Any:
+    """A key value as compared: a time as its instant (int64 ns), anything else as it is."""
+    return value.value if isinstance(value, pd.Timestamp) else value
 
 
 def validate_records(contract: DataContract | ContractRules, records: Sequence[Mapping[str, Any]],

@@ -4,6 +4,10 @@ Rows are cut at timestamps, never shuffled: every training row is older than
 every validation row, which is older than every test row, and all series
 of one time land in the same part. This is what the model will face in
 production (predicting a later period), and it keeps the test honest.
+
+Times are compared as instants: the validated time column is aware on the
+contract's clock, so the boundaries are aware times in that zone and the two
+autumn 02:00 hours are two distinct, ordered times.
 """
 
 from __future__ import annotations
@@ -57,9 +61,19 @@ class TimeSplit:
     test: pd.DataFrame
 
 
+def distinct_times(times: pd.Series) -> pd.Index:
+    """The distinct values of a time column, in order (an aware column gives aware times, ordered as instants)."""
+    return pd.Index(times.unique()).sort_values()
+
+
 def time_split(frame: pd.DataFrame, time_column: str, settings: SplitSettings, source: str) -> TimeSplit:
-    """Cut ``frame`` into consecutive periods; raise ``DataError`` if a part is too small."""
-    times = np.sort(frame[time_column].unique())
+    """Cut ``frame`` into consecutive periods; raise ``DataError`` if a part is too small.
+
+    The boundaries are the column's own values (aware times on the
+    contract's clock for validated data), so every comparison is between
+    instants.
+    """
+    times = distinct_times(frame[time_column])
     n_times = len(times)
     n_val = round(n_times * settings.validation_fraction)
     n_test = round(n_times * settings.test_fraction)
@@ -89,10 +103,10 @@ def _too_few(frame: pd.DataFrame, settings: SplitSettings, source: str) -> str:
 
 
 def hold_out_latest(frame: pd.DataFrame, time_column: str, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off the latest ``fraction`` of the time range: (the rest, the holdout)."""
+    """Split off the latest ``fraction`` of the time range: (the rest, the holdout), cut at an instant."""
     if not 0 < fraction < 1:
         raise ConfigError(f"holdout_fraction must be between 0 and 1, got {fraction}")
-    times = np.sort(frame[time_column].unique())
+    times = distinct_times(frame[time_column])
     n_hold = max(1, round(len(times) * fraction))
     cut = times[len(times) - n_hold]
     moment = frame[time_column]

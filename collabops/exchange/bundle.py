@@ -207,6 +207,8 @@ class DataManifest(_Manifest):
     data_file: str = Field(min_length=1)
     rows: int = Field(ge=0)
     personal_columns: list[str]
+    time_zone: str | None = None
+    """The zone the data's times are in (the contract's ``time_zone``); absent in bundles made before it existed."""
 
 
 SCHEMAS: dict[str, type[_Manifest]] = {"data": DataManifest, "model": ModelManifest}
@@ -828,8 +830,10 @@ def check_contract(bundle: VerifiedBundle, ours: DataContract | None) -> None:
 
 
 def contract_differences(ours: DataContract, theirs: DataContract) -> list[str]:
-    """How ``theirs`` differs from ``ours`` on what a model depends on: features, the target, types, categories."""
-    differences = []
+    """How ``theirs`` differs from ``ours`` on what a model depends on: clock, features, target, types, categories."""
+    from collabops.data.contract import time_zone_difference
+
+    differences = [text for text in (time_zone_difference(ours, theirs),) if text]
     if ours.target != theirs.target:
         differences.append(f"target is '{theirs.target}' there, '{ours.target}' here")
     for name in [*ours.feature_columns, ours.target]:

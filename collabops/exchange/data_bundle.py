@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from collabops.data.contract import DataContract
+from collabops.data.profile import clock
 from collabops.exchange.bundle import (
     CONTRACT_FILE,
     BundleError,
@@ -57,7 +58,7 @@ def write_data_bundle(frame: pd.DataFrame, contract: DataContract, profile: dict
         (root / PROFILE_FILE).write_text(json.dumps(profile, indent=2, default=str), encoding="utf-8")
         manifest = seal(root, "data", producer, contract.digest(), signer,
                         extra={"rows": len(frame), "personal_columns": contract.personal_columns,
-                               "data_file": data_file}, bundle_id=bundle_id)
+                               "data_file": data_file, **clock(contract)}, bundle_id=bundle_id)
         final = move_into_place(root, out_dir, f"data-{manifest['bundle_id']}")
     return final, manifest
 

@@ -327,14 +327,14 @@ def reference_records(sample: Any, contract: DataContract, features: list[str],
     """Batches of records as a client sends them: the sample, then copies with nulls and unknown values."""
     part = sample[features]
     keys = contract.key_columns
-    if set(keys) <= set(features):  # one request may not repeat a key (the local-time hour repeated in autumn)
+    if set(keys) <= set(features):  # one request may not repeat a key (a sample of naive times may)
         part = part.drop_duplicates(subset=keys)
     part = part.head(limit)
-    base = json.loads(part.to_json(orient="records", date_format="iso"))
+    base = json.loads(part.to_json(orient="records", date_format="iso"))  # aware times as exact UTC instants (Z)
     batches = [base]
     for name in features:
         spec = contract.column(name)
-        if spec.nullable and spec.type != "int" and name != contract.time_column:
+        if spec.nullable and name != contract.time_column:
             batches.append([{**r, name: None} for r in base])
         if spec.type == "string":  # numbered, so that the entity column keeps (entity, time) unique
             batches.append([{**r, name: f"{UNKNOWN_PROBE}{i}"} for i, r in enumerate(base)])
@@ -415,15 +415,23 @@ def load_compiled(model: Any, contract: DataContract, features: list[str],
 # ----------------------------------------------------------------------------- inference log
 
 def frame_from_rows(rows: list[tuple[Any, ...]], contract: DataContract, features: list[str]) -> Any:
-    """Validated rows as the frame pandera would have produced (same columns and dtypes), for the inference log."""
+    """Validated rows as the frame pandera would have produced (same columns and dtypes), for the inference log.
+
+    Times are aware ``datetime64[ns, <contract time zone>]``, as the rules
+    make them (a null time is NaT).
+    """
     import pandas as pd
+
+    from collabops.data.rules import zone_dtype
 
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(features)
     data: dict[str, Any] = {}
     for name, values in zip(features, columns, strict=True):
         spec = contract.column(name)
         if spec.type == "datetime":
-            data[name] = pd.Series(pd.to_datetime(list(values))).astype("datetime64[ns]")
+            instants = [pd.NaT.value if v is None else v.value for v in values]
+            data[name] = pd.Series(pd.DatetimeIndex(np.array(instants, dtype="datetime64[ns]"))
+                                   .tz_localize("UTC").tz_convert(zone_dtype(contract.time_zone).tz))
         elif spec.type == "int":
             data[name] = pd.Series(values, dtype="Int64" if spec.nullable else "int64")
         elif spec.type == "float":

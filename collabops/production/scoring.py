@@ -20,9 +20,14 @@ predict loop a data scientist would write):
   through the contract's pandera schema (:meth:`DataContract.validate`, the
   same rules), which words the error, so messages are exactly the
   contract's: file, column and rows counted from 1 over the whole file;
-* keys are compared across chunks as 64-bit hashes (:class:`_SeenKeys`); a
-  repeated hash is confirmed on the values by reading the key columns again,
-  and the error names both rows;
+* keys are compared across chunks as 64-bit hashes of the instants
+  (:class:`_SeenKeys`); a repeated hash is confirmed on the values by reading
+  the key columns again, and the error names both rows;
+* one clock per file: naive wall times of the repeated autumn hour are
+  resolved by order of appearance per entity across chunks (one
+  :class:`~collabops.data.rules.RepeatedHours` follows the file), so a chunk
+  boundary between a car park's two 02:00 rows changes nothing; the output
+  keeps the contract's time zone (Parquet: an aware column; CSV: the offset);
 * the model is called on blocks of ``predict_rows`` rows, small enough for
   the encoded block to stay in the CPU cache (one call on millions of rows is
   memory-bound and slower per row);
@@ -58,7 +63,7 @@ import pandas as pd
 
 from collabops.data.contract import DataContract
 from collabops.data.dataset import SUFFIXES, iter_table
-from collabops.data.rules import show
+from collabops.data.rules import FrameCheck, RepeatedHours, show
 from collabops.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -176,40 +181,62 @@ def _log_progress(rows: int, total: int | None, started: float) -> None:
 
 
 def fast_validate(contract: DataContract, frame: pd.DataFrame, columns: list[str],
-                  check_keys: bool = True) -> pd.DataFrame | None:
+                  check_keys: bool = True, clock: RepeatedHours | None = None) -> pd.DataFrame | None:
     """``frame[columns]`` validated and converted by the contract's rules, vectorised, or None if they refuse it.
 
     The chunk validator of batch scoring: the checks of
-    :meth:`ContractRules.check_frame` (types, nulls, min/max, categories,
-    text length, unique (entity, time) keys), the same rules and conversions
-    as :meth:`DataContract.validate` without pandera's overhead. Returns a
-    frame indexed from 0, equal to what the contract returns for ``frame``
-    (tests/unit/test_scoring_chunks.py, tests/unit/test_rules_agree.py), or
-    None for an empty frame, a missing or repeated column or any value
-    refused: the caller then runs :meth:`DataContract.validate`, which words
-    the error. ``check_keys=False`` leaves the keys to the caller (batch
-    scoring checks them over the whole file).
+    :meth:`ContractRules.check_frame` (types, nulls, wall times that do not
+    exist, min/max, categories, text length, unique (entity, time) keys), the
+    same rules and conversions as :meth:`DataContract.validate` without
+    pandera's overhead. Returns a frame indexed from 0, equal to what the
+    contract returns for ``frame`` (tests/unit/test_scoring_chunks.py,
+    tests/unit/test_rules_agree.py), or None for an empty frame, a missing or
+    repeated column or any value refused: the caller then runs
+    :meth:`DataContract.validate`, which words the error. ``check_keys=False``
+    leaves the keys to the caller (batch scoring checks them over the whole
+    file). ``clock``: the repeated autumn hour counted from what it has seen
+    (it is not changed; see :func:`_fast_check`).
+    """
+    checked = _fast_check(contract, frame, columns, check_keys, clock)
+    return checked.values if checked is not None and checked.ok else None
+
+
+def _fast_check(contract: DataContract, frame: pd.DataFrame, columns: list[str], check_keys: bool,
+                clock: RepeatedHours | None) -> FrameCheck | None:
+    """The rules' verdict on ``frame[columns]`` indexed from 0, or None for an empty frame or missing/repeated columns.
+
+    ``clock`` is read, not changed: the caller adds ``FrameCheck.repeated``
+    to it when it keeps the chunk.
     """
     if len(frame) == 0 or frame.columns.has_duplicates or not set(columns) <= set(frame.columns):
         return None
     as_is = list(frame.columns) == list(columns) and frame.index.equals(pd.RangeIndex(len(frame)))
-    checked = contract.rules.check_frame(frame if as_is else frame[columns].reset_index(drop=True), columns,
-                                         check_keys=check_keys)
-    return checked.values if checked.ok else None
+    return contract.rules.check_frame(frame if as_is else frame[columns].reset_index(drop=True), columns,
+                                      check_keys=check_keys, clock=clock)
 
 
 def _validated_chunks(contract: DataContract, source: Path, features: list[str],
                       chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file's chunks, each validated, keys unique over the whole file (rows in messages counted over it)."""
+    """The file's chunks, each validated, keys unique over the whole file (rows in messages counted over it).
+
+    One :class:`RepeatedHours` follows the file, so a naive wall time of the
+    repeated autumn hour is the earlier instant at its entity's first row and
+    the later one after, whichever chunks the rows fall in.
+    """
     seen = _SeenKeys(contract, source, chunk_rows) if set(contract.key_columns) <= set(features) else None
+    clock = RepeatedHours()
     offset = 0
     for chunk in iter_table(source, contract, columns=features, chunk_rows=chunk_rows, text_as_categories=True):
         if len(chunk) == 0:
             continue
-        valid = fast_validate(contract, chunk, features, check_keys=seen is None)
-        if valid is None or (seen is not None and not seen.add(valid, offset, chunk)):
+        checked = _fast_check(contract, chunk, features, seen is None, clock)
+        if checked is not None and checked.ok and (seen is None or seen.add(checked.values, offset, chunk)):
+            valid = checked.values
+            clock.add(checked.repeated)
+        else:
             # A value refused, or a key repeated within the chunk: the contract decides and words the error.
-            valid = contract.validate(_as_text(chunk), source=str(source), columns=features, row_offset=offset)
+            valid = contract.validate(_as_text(chunk), source=str(source), columns=features, row_offset=offset,
+                                      clock=clock)
             if seen is not None:
                 seen.add(valid, offset, chunk, repeats_checked=True)
         offset += len(chunk)
@@ -289,13 +316,15 @@ class _SeenKeys:
         wanted = _key_hashes(valid[self.keys].iloc[positions])
         first: dict[tuple[Any, ...], int] = {}
         rules = self.contract.rules
+        clock = RepeatedHours()  # the keys read again as validation read them: the repeated hour in file order
         done = 0
         for chunk in iter_table(self.source, self.contract, columns=self.keys, chunk_rows=self.chunk_rows):
             if done >= offset:
                 break
-            chunk = chunk.iloc[:offset - done]
-            keys = pd.DataFrame({name: rules.rule(name).column(chunk[name]).values.to_numpy()
-                                 for name in self.keys})
+            chunk = chunk.iloc[:offset - done].reset_index(drop=True)
+            checked = rules.check_frame(chunk, self.keys, check_keys=False, clock=clock)
+            clock.add(checked.repeated)
+            keys = checked.values
             for i in np.flatnonzero(np.isin(_key_hashes(keys), wanted)):
                 first.setdefault(tuple(keys.iloc[i]), done + int(i))
             done += len(chunk)

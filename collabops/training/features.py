@@ -24,6 +24,11 @@ arrays, so a column may instead be given by its position (an ``int``):
   ``pandas.to_datetime``; a numeric one is read as POSIX seconds (UTC), so
   0.0 is 1970-01-01 00:00 (a Thursday). A missing or infinite time raises
   ``ValueError``.
+* Calendar features are local wall time: the contract's rules make the time
+  column aware on the contract's clock (``datetime64[ns, Europe/Stockholm]``),
+  and ``.dt.hour`` of an aware series is its local hour (both autumn 02:00
+  instants are hour 2; the model sees what a person at the car park sees).
+  Naive times are read as they are.
 """
 
 from __future__ import annotations
@@ -155,15 +160,24 @@ def to_moments(values: ArrayLike | pd.Series, owner: BaseEstimator, column: Colu
     return moments
 
 
+def _nullable_integers(series: pd.Series) -> bool:
+    """Whether ``series`` is one of pandas' nullable integer dtypes (``Int64`` and kin)."""
+    return isinstance(series.dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(series.dtype)
+
+
 class CalendarFeatures(TransformerMixin, BaseEstimator):
     """Replace the time column by hour, weekday, month, day of year and weekend flag.
 
     ``time_column``: the column's name (DataFrame input) or position (any
     input); see the module docstring for how it is read. ``transform`` of a
     DataFrame with ``n`` rows and ``k`` columns returns a DataFrame of ``n``
-    rows: the other ``k - 1`` columns unchanged, in their order, then the
-    five ``CALENDAR_FEATURES`` as ``int16`` (hour 0-23, day_of_week 0 =
-    Monday, month 1-12, day_of_year 1-366, is_weekend 0/1). An array input
+    rows: the other ``k - 1`` columns unchanged, in their order (except that
+    pandas' nullable integer columns, ``Int64``, become ``float64`` with NaN
+    for null: a nullable int column of the contract then trains, as
+    scikit-learn cannot hold ``pandas.NA`` in a float matrix), then the five
+    ``CALENDAR_FEATURES`` as ``int16`` of local wall time (hour 0-23,
+    day_of_week 0 = Monday, month 1-12, day_of_year 1-366, is_weekend 0/1).
+    An array input
     gives an array of shape ``(n, k - 1 + 5)`` in the same column order
     (NumPy's common dtype of the input and ``int16``).
     """
@@ -208,6 +222,8 @@ class CalendarFeatures(TransformerMixin, BaseEstimator):
         }
         if isinstance(X, pd.DataFrame):
             out = X.drop(columns=[X.columns[position]]).copy()
+            for name in out.columns[[_nullable_integers(out[c]) for c in out.columns]]:
+                out[name] = out[name].astype("float64")  # pandas' NA as NaN, as every estimator reads numbers
             for name in CALENDAR_FEATURES:
                 out[name] = calendar[name]
             return out

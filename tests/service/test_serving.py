@@ -141,6 +141,13 @@ def test_start_up_objects_are_frozen_out_of_collections_while_serving(bundle: Bu
     (lambda rs: rs[1].update(is_holiday="false"), "record 1: column 'is_holiday': 'false' is not of type bool"),
     (lambda rs: rs[0].update(capacity=500.9), "record 0: column 'capacity': 500.9 is not of type int"),
     (lambda rs: rs[0].update(capacity=True), "record 0: column 'capacity': True is not of type int"),
+    (lambda rs: rs[1].update(timestamp="2024-03-31T02:30:00"),
+     "record 1: column 'timestamp': '2024-03-31T02:30:00' does not exist in Europe/Stockholm"),
+    (lambda rs: rs[2].update(timestamp="01/05/2024 08:00"), "record 2: column 'timestamp': '01/05/2024 08:00' is not "
+                                                            "of type datetime (use ISO 8601"),
+    (lambda rs: rs[0].update(timestamp=1714543200), "record 0: column 'timestamp': 1714543200 is not of type datetime"),
+    (lambda rs: rs[2].update(car_park_id="CP\ud800"), "record 2: column 'car_park_id': 'CP\\ud800' is not valid text"),
+    (lambda rs: rs[1].update(car_park_kind="\udc80"), "record 1: column 'car_park_kind': '\\udc80' is not valid text"),
 ])
 def test_invalid_records_get_422_naming_the_record_and_field(client: TestClient, bundle: Bundle, change, fragment):
     batch = records(bundle.frame, [1, 2, 3])

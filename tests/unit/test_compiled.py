@@ -186,7 +186,8 @@ def _three(frame: pd.DataFrame) -> list[dict]:
     ("is_holiday", "false"),  # JSON has booleans: the text "false" is not one
     ("is_holiday", 0),
     ("is_holiday", None),
-    ("timestamp", "2024-01-01T00:00:00Z"),
+    ("timestamp", "2024-03-31T02:30:00"),  # a wall time the Stockholm clocks jump over
+    ("timestamp", "2024-01-01T00:00:00 UTC"),  # an offset is Z or +hh:mm, nothing else
     ("timestamp", 1704085200000),
     ("timestamp", "01/02/2024"),
     ("timestamp", "2024-02-30T00:00:00"),
@@ -212,7 +213,7 @@ def test_lossless_forms_are_accepted_as_the_values_they_are(project_model):
     capacity, price, time = (FEATURES.index(n) for n in ("capacity", "price_per_hour", "timestamp"))
     assert type(rows[0][capacity]) is int and rows[0][capacity] == records[0]["capacity"]
     assert type(rows[1][price]) is float and rows[1][price] == 12.0
-    assert rows[2][time] == pd.Timestamp(records[2]["timestamp"])
+    assert rows[2][time] == pd.Timestamp(records[2]["timestamp"]).tz_localize(CONTRACT.time_zone)
 
 
 @pytest.mark.parametrize("change, index, field", [

@@ -30,8 +30,8 @@ def test_default_is_a_year_of_twenty_car_parks_of_every_kind(year):
     frame, seconds = year
     assert frame["car_park_id"].nunique() == 20
     assert set(frame["car_park_kind"]) == set(KINDS)
-    assert frame["timestamp"].min() == pd.Timestamp("2024-01-01")
-    assert frame["timestamp"].max() == pd.Timestamp("2024-12-31 23:00")
+    assert frame["timestamp"].min() == pd.Timestamp("2024-01-01", tz="Europe/Stockholm")
+    assert frame["timestamp"].max() == pd.Timestamp("2024-12-31 23:00", tz="Europe/Stockholm")
     # About 0.5% of hours are lost sensor readings.
     assert 0.99 * 20 * 8784 < len(frame) < 20 * 8784
     assert seconds < 10, "a year for 20 car parks must generate in seconds"
@@ -69,7 +69,7 @@ def test_holidays_events_and_personal_columns(year):
 def test_drift_really_changes_the_distribution():
     normal = generate(GeneratorSettings(months=2, car_parks=8, start="2025-01-01"))
     drifted = generate(GeneratorSettings(months=2, car_parks=8, drift=True))
-    assert drifted["timestamp"].min() == pd.Timestamp("2025-01-01")
+    assert drifted["timestamp"].min() == pd.Timestamp("2025-01-01", tz="Europe/Stockholm")
     assert drifted["price_per_hour"].mean() > 1.3 * normal["price_per_hour"].mean()
     commuter = ["city_centre", "train_station"]
     assert (drifted[drifted["car_park_kind"].isin(commuter)]["occupancy_rate"].mean()

@@ -30,7 +30,7 @@ from collabops.production.scoring import fast_validate, score_file
 
 CONTRACT = contract_from_dict({
     "name": "rules-test", "version": 1, "time_column": "ts", "target": "y", "entity_column": "site",
-    "segment_column": "kind",
+    "segment_column": "kind", "time_zone": "Europe/Stockholm",
     "columns": [
         {"name": "ts", "type": "datetime"},
         {"name": "site", "type": "string", "max_length": 8},
@@ -278,8 +278,20 @@ def test_a_file_that_is_not_utf8_names_row_and_column(tmp_path):
     ("2024-03-01T07:30:15.5", dt.datetime(2024, 3, 1, 7, 30, 15, 500000)),
     ("2024-03-01 07:30:15.123456789", pd.Timestamp("2024-03-01 07:30:15.123456789")),  # as pandas writes ns
 ])
-def test_datetime_takes_naive_iso_8601(tmp_path, text, expected):
-    assert accepted(tmp_path, "ts", text, text=text) == [expected] * 3
+def test_datetime_takes_naive_iso_8601_as_wall_time_in_the_contracts_zone(tmp_path, text, expected):
+    in_stockholm = pd.Timestamp(expected).tz_localize("Europe/Stockholm")
+    got = accepted(tmp_path, "ts", text, text=text)
+    assert got == [in_stockholm] * 3 and all(str(v.tz) == "Europe/Stockholm" for v in got)
+
+
+@pytest.mark.parametrize("text, wall", [
+    ("2024-03-01T07:30:00+02:00", "2024-03-01 06:30"),
+    ("2024-03-01T05:30Z", "2024-03-01 06:30"),
+    ("2024-03-01 06:30:00.25+0100", "2024-03-01 06:30:00.25"),
+    ("2024-03-01T00:30:00.123456789-05:00", "2024-03-01 06:30:00.123456789"),
+])
+def test_datetime_with_an_offset_is_an_instant_converted_into_the_zone(tmp_path, text, wall):
+    assert accepted(tmp_path, "ts", text, text=text) == [pd.Timestamp(wall).tz_localize("Europe/Stockholm")] * 3
 
 
 @pytest.mark.parametrize("value", [1709276400, 1709276400000, 1.7e9])
@@ -295,9 +307,10 @@ def test_datetime_refuses_epoch_numbers_in_parquet(tmp_path):
     assert "column 'ts': values are not of type datetime: 1709276400 (row 1)" in message
 
 
-@pytest.mark.parametrize("text", ["2024-03-01T00:00:00Z", "2024-03-01T00:00:00+01:00", "01/03/2024",
-                                  "2024-02-30", "3000-01-01", "yesterday"])
-def test_datetime_refuses_zones_other_layouts_and_impossible_dates(tmp_path, text):
+@pytest.mark.parametrize("text", ["2024-03-01T00:00:00 UTC", "2024-03-01T00:00:00+01", "2024-03-01+01:00",
+                                  "2024-03-01T00:00:00z", "2024-03-01T00:00:00+25:00", "01/03/2024", "2024-02-30",
+                                  "3000-01-01", "2261-12-31T23:30:00-05:00", "yesterday"])
+def test_datetime_refuses_other_layouts_and_offsets_and_impossible_dates(tmp_path, text):
     assert_refused(tmp_path, "ts", text, text=text)
 
 
@@ -326,7 +339,7 @@ def test_a_missing_field_and_a_repeated_key_name_record_and_field():
         RecordValidator(CONTRACT).rows(records)
     frame = pd.DataFrame.from_records(records, columns=FEATURES)
     message = _refusal(lambda: CONTRACT.validate(frame, "r", columns=FEATURES))
-    assert "duplicate rows for (site, ts): ('000', 2024-03-01 00:00:00) (row 4)" in message
+    assert "duplicate rows for (site, ts): ('000', 2024-03-01 00:00:00+01:00) (row 4)" in message
 
 
 def test_the_record_validator_needs_no_model_and_ignores_other_fields():

@@ -6,8 +6,11 @@ vectorised) and the per-record validator (``RecordValidator``, value by value,
 as the service checks JSON records). Hypothesis generates values of every
 kind for every column type: wrong types, out of range, nulls, unknown
 categories, long text, bools for numbers, integral and fractional floats,
-huge integers, text of digits, timestamps in and out of the accepted layouts.
-Where all accept, they must also agree on the values (after conversion).
+huge integers, text of digits, timestamps in and out of the accepted layouts,
+with and without offsets, aware values of other zones, wall times in the
+spring gap and in the repeated autumn hour of the contract's time zone
+(Europe/Stockholm). Where all accept, they must also agree on the values
+(after conversion), including which instant a repeated wall time became.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import math
 import os
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +35,7 @@ from collabops.production.scoring import fast_validate
 
 CONTRACT = contract_from_dict({
     "name": "agree", "version": 1, "time_column": "ts", "target": "y", "entity_column": "site",
-    "segment_column": "kind",
+    "segment_column": "kind", "time_zone": "Europe/Stockholm",
     "columns": [
         {"name": "ts", "type": "datetime"},
         {"name": "site", "type": "string", "max_length": 8},
@@ -67,8 +72,23 @@ def _timestamp(moment: dt.datetime, layout: int) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M")
     if layout == 2:
         return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if layout == 9:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if layout == 10:
+        return moment.strftime("%Y-%m-%d %H:%M+0530")
+    if layout == 11:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f-03:00")
     return moment.isoformat(timespec="microseconds")[:20 + layout % 6]  # 1 to 6 fraction digits
 
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+CLOCK_TEXTS = ["2024-03-31T02:30:00", "2024-03-31 02:00", "2024-03-31T01:59:59.999999", "2024-03-31T03:00",
+               "2024-10-27T02:00:00", "2024-10-27 02:30", "2024-10-27T02:59:59.123456789", "2024-10-27T03:00",
+               "2024-10-27T01:59", "2024-10-27T02:00:00+02:00", "2024-10-27T02:00:00+01:00",
+               "2024-10-27T00:00:00Z", "2024-10-27T01:00Z", "2024-10-27T02:00+0100", "2024-10-27T02:00:00z",
+               "2024-10-27T02:00:00+01", "2024-10-27T02:00 UTC", "2024-10-27+01:00", "2024-10-27T02:00:00+24:00",
+               "2261-12-31T23:30:00-05:00", "2262-01-01T00:30:00+14:00", "1677-12-31T23:30:00Z", "1678-01-01"]
+"""Texts around the clock's changes in Europe/Stockholm (gap on 2024-03-31, repeat on 2024-10-27) and offsets."""
 
 VALUES = st.one_of(
     st.none(),
@@ -86,7 +106,16 @@ VALUES = st.one_of(
     st.sampled_from(["true", "false", "True", "yes", "0", "1", "a", "b", "c", "x", "y", "", "001", "S1", "N" * 9,
                      "L" * 257, "nan", "NA"]),
     st.builds(_timestamp, st.datetimes(min_value=dt.datetime(1600, 1, 1), max_value=dt.datetime(2400, 12, 31)),
-              st.integers(min_value=0, max_value=8)),
+              st.integers(min_value=0, max_value=11)),
+    st.sampled_from(CLOCK_TEXTS),
+    st.sampled_from([dt.datetime(2024, 10, 27, 2, 30), dt.datetime(2024, 3, 31, 2, 30), dt.date(2024, 3, 31),
+                     dt.datetime(2024, 10, 27, 2, 30, tzinfo=STOCKHOLM),
+                     dt.datetime(2024, 10, 27, 2, 30, tzinfo=STOCKHOLM, fold=1),
+                     dt.datetime(2024, 5, 1, 8, tzinfo=dt.timezone(dt.timedelta(hours=-7))),
+                     pd.Timestamp("2024-10-27 02:30"), pd.Timestamp("2024-10-27 00:30", tz="UTC"),
+                     pd.Timestamp("2024-10-27 02:30:00.000000001", tz="America/New_York"),
+                     pd.Timestamp("2261-12-31 23:30", tz="Pacific/Kiritimati"),
+                     np.datetime64("2024-10-27T02:15"), np.datetime64("2024-03-31T02:15:00.000000001")]),
     st.sampled_from(["2024-03-01T00:00:00Z", "2024-03-01T00:00:00+01:00", "2024-02-30", "2024-03-01T24:00",
                      "1677-12-31", "1678-01-01", "2261-12-31T23:59:59.999999", "2262-01-01", "01/02/2024",
                      "2024-03-01T07:30:15.1234567", "20240301", "2024-3-1"]),
@@ -185,3 +214,21 @@ def test_several_records_name_the_same_first_record_and_field(changes: list) -> 
         records.append(record)
     frame = pd.DataFrame({name: pd.Series([r[name] for r in records], dtype=object) for name in FEATURES})
     _agree(records, frame)
+
+
+WALLS = st.sampled_from(["2024-10-27T02:00:00", "2024-10-27 02:00", "2024-10-27T02:00:00+02:00",
+                         "2024-10-27T02:00:00+01:00", "2024-10-27T00:00:00Z", "2024-10-27T01:00:00Z",
+                         "2024-10-27T02:30:00", "2024-10-27T01:30:00", "2024-03-31T02:30:00", "2024-03-31T03:00:00"])
+
+
+@settings(max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keys=st.lists(st.tuples(st.sampled_from(["A", "B"]), WALLS), min_size=1, max_size=6))
+def test_repeated_wall_times_become_the_same_instants_at_every_door(keys: list) -> None:
+    """Records of two entities around the clock's changes: order of appearance decides the same instants everywhere."""
+    records = [dict(_base(i), site=site, ts=ts) for i, (site, ts) in enumerate(keys)]
+    frame = pd.DataFrame({name: pd.Series([r[name] for r in records], dtype=object) for name in FEATURES})
+    _agree(records, frame)
+    fresh = RULES.check_frame(frame, FEATURES)
+    if fresh.ok:  # the time column became aware instants on the contract's clock, each key once
+        assert str(fresh.values["ts"].dtype) == "datetime64[ns, Europe/Stockholm]"
+        assert not fresh.values.duplicated(["site", "ts"]).any()

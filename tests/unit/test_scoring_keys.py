@@ -100,7 +100,8 @@ def test_without_an_entity_column_the_time_alone_is_the_key(tmp_path):
     data.loc[450, "hour"] = hours[7]
     source = _write(data, tmp_path / "series.parquet")
     message = _refusal(ONE_SERIES, source, tmp_path / "out.parquet", chunk_rows=100)
-    assert message.endswith(f"duplicate rows for (hour): ({hours[7]}) (row 451, the same key as row 8)")
+    moment = hours[7].tz_localize("UTC")  # a contract without time_zone: naive times are UTC wall time
+    assert message.endswith(f"duplicate rows for (hour): ({moment}) (row 451, the same key as row 8)")
     unique = _write(data.assign(hour=hours), tmp_path / "unique.parquet")
     assert score_file(_Zero(), ONE_SERIES, unique, tmp_path / "ok.parquet", "7", "b-1", chunk_rows=100) == 500
 

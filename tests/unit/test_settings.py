@@ -131,3 +131,14 @@ def test_no_trusted_keys_names_the_folder_it_looked_in(tmp_path: Path):
 
     with pytest.raises(BundleError, match=f"no <partner>.pub in {tmp_path}"):
         check_signature(tmp_path / "bundle", b"{}", b"x" * 64, trusted_keys(tmp_path))
+
+
+def test_a_key_written_twice_in_a_project_file_is_refused_naming_both_lines(tmp_path: Path):
+    path = tmp_path / "project.yaml"
+    text = DEFAULT_PROJECT.read_text(encoding="utf-8")
+    path.write_text(text.replace("model_name: parking-occupancy", "model_name: parking-occupancy\nmodel_name: other",
+                                 1), encoding="utf-8")
+    line = next(i for i, row in enumerate(path.read_text().splitlines(), start=1) if row.startswith("model_name:"))
+    with pytest.raises(ConfigError, match=rf"{path}: key 'model_name' is written twice \(lines {line} and "
+                                          rf"{line + 1}\)"):
+        load_project(path)

@@ -106,5 +106,10 @@ class RequestDecoder:
         wanted, known = len(self.features), self._feature_set
         if all(len(r) == wanted for r in records):  # every feature present (checked before): nothing else
             return []
-        extra = sorted({k for r in records for k in r} - known)
+        extra = sorted(_printable(k) for k in {k for r in records for k in r} - known)
         return [f"ignored field(s) that are not model features: {', '.join(extra)}"] if extra else []
+
+
+def _printable(name: Any) -> str:
+    """A field name as text the JSON answer can carry (a lone surrogate, which UTF-8 cannot encode, escaped)."""
+    return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
