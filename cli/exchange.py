@@ -143,8 +143,7 @@ def _pseudonymisation_key_check(project: ProjectSettings) -> None:
     from collabops.exchange.pseudonymise import load_key
 
     if load_contract(project.contract_path).personal_columns:
-        load_key(project.exchange.pseudonymisation_key_env,
-                 Path(project.exchange.pseudonymisation_key_file).expanduser())
+        load_key(project.exchange.pseudonymisation_key_env, project.pseudonymisation_key_path)
 
 
 def export_data(args: argparse.Namespace) -> int:
@@ -167,8 +166,8 @@ def export_data(args: argparse.Namespace) -> int:
     config = {"parameters": {
         "contract_path": str(project.contract_path), "data_path": str(args.data.resolve()),
         "bundle_id": str(uuid.uuid4()), "holdout_fraction": exchange.holdout_fraction,
-        "key_env": exchange.pseudonymisation_key_env, "key_file": exchange.pseudonymisation_key_file,
-        **_signing_parameters(args, partner)}}
+        "key_env": exchange.pseudonymisation_key_env, "key_file": str(project.pseudonymisation_key_path),
+        "max_days_ahead": project.data.max_days_ahead, **_signing_parameters(args, partner)}}
     run = run_pipeline(names.EXPORT_DATA, config, partner)
     manifest = run.output(names.BUNDLE_MANIFEST)
     holdout = run.metadata(names.ACCEPTANCE_HOLDOUT)

@@ -44,7 +44,9 @@ class ExchangeSettings(_Settings):
     keys_dir: str = "keys"
     """Folder of the partners' public keys (committed); private keys are never in the repository."""
     pseudonymisation_key_env: str = "COLLABOPS_PSEUDONYMISATION_KEY"
-    pseudonymisation_key_file: str = "~/.config/collabops/pseudonymisation.key"
+    pseudonymisation_key_file: str | None = None
+    """None: ``$XDG_CONFIG_HOME/collabops/pseudonymisation.key`` (``~/.config`` by default), next to the
+    signing keys; a path may start with ``~``, a relative one is relative to the project root."""
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
     """Latest share of the time range the industry keeps back for its acceptance gate."""
     max_bundle_bytes: int = Field(2 * 1024 ** 3, ge=1024)
@@ -180,6 +182,16 @@ class ProjectSettings(_Settings):
     @property
     def keys_dir(self) -> Path:
         return _resolve(self.root, self.exchange.keys_dir)
+
+    @property
+    def pseudonymisation_key_path(self) -> Path:
+        """The pseudonymisation key file: ``exchange.pseudonymisation_key_file``, else the XDG default."""
+        if self.exchange.pseudonymisation_key_file:
+            return _resolve(self.root, self.exchange.pseudonymisation_key_file)
+        import os
+
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        return base / "collabops" / "pseudonymisation.key"
 
     def stack_of(self, partner: str) -> str:
         """The stack of ``partner``; refuses an unknown partner naming the known ones."""

@@ -12,10 +12,14 @@ from steps.exchange import hold_out_acceptance, profile_data, pseudonymise_perso
 @pipeline(name=names.EXPORT_DATA, enable_cache=False)
 def export_data_pipeline(contract_path: str, data_path: str, out_dir: str, partner: str, bundle_id: str,
                          holdout_fraction: float, key_env: str, key_file: str, private_key: str | None = None,
-                         code_revision: str | None = None) -> None:
-    """Validate -> keep an acceptance holdout (tagged with ``bundle_id``) -> pseudonymise -> profile -> sign."""
+                         code_revision: str | None = None, max_days_ahead: float | None = None) -> None:
+    """Validate -> keep an acceptance holdout (tagged with ``bundle_id``) -> pseudonymise -> profile -> sign.
+
+    ``max_days_ahead``: the project's ``data.max_days_ahead`` (None: its default).
+    """
     contract = load_data_contract(contract_path)
-    data = validate_data(load_dataset(data_path, contract), contract, data_path)
+    horizon = {} if max_days_ahead is None else {"max_days_ahead": max_days_ahead}
+    data = validate_data(load_dataset(data_path, contract), contract, data_path, **horizon)
     exportable, _holdout = hold_out_acceptance(data, contract, holdout_fraction, bundle_id)
     pseudonymised = pseudonymise_personal_data(exportable, contract, key_env, key_file)
     data_profile = profile_data(pseudonymised, contract)

@@ -142,3 +142,13 @@ def test_a_key_written_twice_in_a_project_file_is_refused_naming_both_lines(tmp_
     with pytest.raises(ConfigError, match=rf"{path}: key 'model_name' is written twice \(lines {line} and "
                                           rf"{line + 1}\)"):
         load_project(path)
+
+
+def test_the_pseudonymisation_key_file_follows_xdg_config_home_unless_the_project_names_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert load_project().pseudonymisation_key_path == tmp_path / "xdg" / "collabops" / "pseudonymisation.key"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert load_project().pseudonymisation_key_path == Path.home() / ".config" / "collabops" / "pseudonymisation.key"
+    named = load_project(_project(tmp_path, lambda raw: raw["exchange"].update(pseudonymisation_key_file="~/k.key")))
+    assert named.pseudonymisation_key_path == Path.home() / "k.key"
