@@ -16,10 +16,17 @@ def project_option(parser: argparse.ArgumentParser, top_level: bool = False) -> 
 
 
 def stack_options(parser: argparse.ArgumentParser) -> None:
-    """``--project``, ``--partner`` and ``--stack``: the three choices of every command that runs on a stack."""
+    """``--project``, ``--partner`` and ``--stack``: the three choices of every command that runs on a stack.
+
+    Without them the command runs on the active stack when the user chose
+    one, else on the stack of the partner it belongs to
+    (``orchestration.workspace.choose_stack``); it prints which and why.
+    """
     project_option(parser)
     parser.add_argument("--partner", help="run as this partner, on its stack (see the project file)")
-    parser.add_argument("--stack", help="run on this registered ZenML stack (default: the active stack)")
+    parser.add_argument("--stack", help="run on this registered ZenML stack (default: --partner's stack, else the "
+                                        "active stack if you chose one with `zenml stack set`, else the stack of "
+                                        "the partner the command belongs to)")
 
 
 def project_of(args: argparse.Namespace) -> ProjectSettings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from cli.common import project_of, stack_options
@@ -30,7 +29,9 @@ def add_commands(commands: Any) -> None:
 
     rollback = commands.add_parser("rollback", help="serve the previous production version again",
                                    description="Redeploy the version production had before the current one "
-                                               "(smoke-tested, no acceptance gate) and put it in production.")
+                                               "(smoke-tested, no acceptance gate) and put it in production. "
+                                               "Again, it steps further back; versions rolled away from are "
+                                               "skipped.")
     stack_options(rollback)
 
     undeploy = commands.add_parser("undeploy", help="stop the prediction service")
@@ -40,27 +41,49 @@ def add_commands(commands: Any) -> None:
     stack_options(status)
 
 
-def deploy(args: argparse.Namespace, enforce_gate: bool = True, intro: str | None = None) -> int:
-    from collabops.production.deployment import check_deployable
-    from orchestration import models, services, workspace
+def deploy(args: argparse.Namespace) -> int:
+    from orchestration import workspace
 
     project = project_of(args)
     wanted = str(args.version)
     if wanted != LATEST_IMPORTED and not wanted.isdigit():
         raise ConfigError(f"--version '{wanted}' is neither a version number nor {LATEST_IMPORTED}")
     stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
+    return _deploy(project, stack, partner, wanted)
+
+
+def _deploy(project: ProjectSettings, stack: str, partner: str | None, wanted: str, intro: str | None = None,
+            rolling_back_from: str | None = None) -> int:
+    """Deploy version ``wanted`` on ``stack``; a rollback (``rolling_back_from``) is smoke-tested but not gated.
+
+    The gate's inputs are found before any run exists: the holdout and the
+    rows of the model's training period (refused, saying what is missing,
+    when the gate applies and they cannot be found).
+    """
+    from collabops.production.deployment import check_deployable
+    from orchestration import models, services
+
     services.require_deployer()
     chosen = models.resolve(project.model_name, wanted, stack)
     check_deployable(chosen.metadata, chosen.number, project.deployment.require_approval)
     holdout_id, holdout_note = models.acceptance_holdout(chosen, stack)
+    enforce_gate = rolling_back_from is None
+    try:
+        training: models.TrainingRows | None = models.training_rows(chosen, stack)
+        training_note = f"fitted on {training.note}"
+    except ConfigError as exc:
+        if enforce_gate:
+            raise
+        training, training_note = None, f"not scored (the gate does not apply to a rollback): {exc}"
     print(intro or f"deploying {project.model_name} version {chosen.number} (bundle "
                    f"{chosen.imported_bundle_id}) on stack '{stack}'")
     print(f"acceptance holdout: {holdout_note}")
-    return _run_deploy(project, chosen, holdout_id, partner, enforce_gate)
+    print(f"seasonal baseline: {training_note}")
+    return _run_deploy(project, chosen, holdout_id, training, partner, rolling_back_from)
 
 
-def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, partner: str | None,
-                enforce_gate: bool) -> int:
+def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, training: Any, partner: str | None,
+                rolling_back_from: str | None) -> int:
     from orchestration import names
     from orchestration.runs import failed_run_output, run_pipeline
 
@@ -68,15 +91,23 @@ def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, partner:
               "parameters": {"contract_path": str(project.contract_path), "holdout_artifact_id": holdout_id,
                              "settings": project.deployment.model_dump(mode="json"),
                              "keys_dir": str(project.keys_dir), "task": project.task,
-                             "enforce_gate": enforce_gate}}
+                             "enforce_gate": rolling_back_from is None,
+                             "training_artifact_id": training.artifact_id if training else None,
+                             "training_period": training.period if training else None,
+                             "training_source": f"data bundle {training.bundle_id}" if training else "",
+                             "prediction_tolerance": project.exchange.prediction_tolerance,
+                             "rolling_back_from": rolling_back_from}}
     try:
         run = run_pipeline(names.DEPLOY, config, partner)
-    except CollabopsError as exc:  # a refused gate still stored its report: show it
-        report = failed_run_output(getattr(exc, "run_name", None), names.ACCEPTANCE_REPORT)
+    except CollabopsError as exc:  # a refused gate still stored its report: show it (the error follows on stderr)
+        run_name = getattr(exc, "run_name", None)
+        report = failed_run_output(run_name, names.ACCEPTANCE_REPORT)
         if report is not None:
-            print("\n" + str(report), file=sys.stderr)
+            print("\n" + str(report))
+            print(gate_summary(failed_run_output(run_name, names.ACCEPTANCE_RESULT) or {}))
         raise
     print("\n" + str(run.output(names.ACCEPTANCE_REPORT)))
+    print(gate_summary(run.output(names.ACCEPTANCE_RESULT)))
     record = run.output(names.DEPLOYMENT_RECORD)
     deployment = run.output(names.DEPLOYMENT)
     print("smoke test: " + "; ".join(deployment["smoke_test"]))
@@ -87,6 +118,21 @@ def _run_deploy(project: ProjectSettings, chosen: Any, holdout_id: str, partner:
           "-d '{\"records\": [...]}'")
     print(f"  inference log: {deployment['inference_log']}")
     return 0
+
+
+def gate_summary(result: dict[str, Any]) -> str:
+    """One line from the gate's result: the candidate's score next to the seasonal baseline's and production's."""
+    metric = result.get("metric") or "score"
+
+    def score(evaluation: dict[str, Any] | None) -> str:
+        value = ((evaluation or {}).get("overall") or {}).get(metric)
+        return "-" if value is None else f"{value:.4f}"
+
+    production = result.get("production_version")
+    verdict = "passed" if result.get("passed") else "refused"
+    return (f"gate {verdict}: {metric} on our holdout: candidate {score(result.get('candidate'))}, seasonal baseline "
+            f"{score(result.get('baseline'))}, production "
+            + (f"{score(result.get('production'))} (version {production})" if production else "none"))
 
 
 def approve(args: argparse.Namespace) -> int:
@@ -106,22 +152,19 @@ def approve(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
+    """Step back through the production history: serve the version before the current one again (no gate)."""
     from orchestration import models, workspace
 
     project = project_of(args)
-    stack, _partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
+    stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
     current = models.production(project.model_name)
     if current is None:
         raise ConfigError(f"model '{project.model_name}' has no production version on stack '{stack}'; "
                           "nothing to roll back")
-    previous = (current.metadata.get("deployment") or {}).get("replaced_version")
-    if not previous:
-        raise ConfigError(f"production version {current.number} replaced no earlier production version; "
-                          "there is nothing to roll back to")
-    args.version = str(previous)
-    return deploy(args, enforce_gate=False,
-                  intro=f"rolling back {project.model_name} from version {current.number} to version {previous} "
-                        f"on stack '{stack}' (smoke test, no acceptance gate)")
+    previous = models.rollback_target(current)
+    return _deploy(project, stack, partner, previous, rolling_back_from=current.number,
+                   intro=f"rolling back {project.model_name} from version {current.number} to version {previous} "
+                         f"on stack '{stack}' (smoke test, no acceptance gate)")
 
 
 def undeploy(args: argparse.Namespace) -> int:

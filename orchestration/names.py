@@ -62,3 +62,7 @@ PARTNER_TAG = "partner:{partner}"
 # Model version metadata keys
 IMPORTED_BUNDLE_ID = "imported_bundle_id"
 LATEST_IMPORTED = "latest-imported"
+TRAINING_PERIOD = "training_period"
+"""``{"start", "end"}``: first and last time of the rows the version's model was fitted on (train + validation)."""
+DEPLOYMENT_METADATA = "deployment"
+"""The record of the deployment that last put the version in production, with the production history before it."""

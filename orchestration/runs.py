@@ -3,13 +3,23 @@
 Every run gets its name before it starts (``<pipeline>-<UTC time>-<random>``),
 so what the command reads afterwards, after success or failure, is that run
 and no other, even when runs overlap or a ZenML server is shared.
+
+A step that refuses its input raises a :class:`~collabops.errors.CollabopsError`,
+which the command prints as its one-line error. ZenML's local orchestrator
+also logs every failed step with its traceback on the console (stdout); for a
+refusal that traceback is kept off the console (:class:`RefusalTracebackFilter`)
+and stays in the run's stored logs and the step's recorded exception. A step
+that crashes with anything else keeps its traceback on the console.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +123,8 @@ def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: str | None
         merged = Path(tmp) / "run.yaml"
         merged.write_text(yaml.safe_dump(config), encoding="utf-8")
         try:
-            pipeline.with_options(config_path=str(merged))()
+            with refusals_off_the_console():
+                pipeline.with_options(config_path=str(merged))()
         except Exception as exc:  # noqa: BLE001 - a failed step, whatever it raised: ZenML has logged the details
             error = _collabops_cause(exc)
             if error is None:
@@ -123,6 +134,31 @@ def run_pipeline(pipeline_name: str, config: dict[str, Any], partner: str | None
             error.run_name = run_name  # type: ignore[attr-defined]  # so the caller can read what the run stored
             raise error from None
     return RunResult.of(run_name)
+
+
+class RefusalTracebackFilter(logging.Filter):
+    """Drops a log record that carries a :class:`CollabopsError` (a step's refusal, which the command reports as its
+    one-line error); every other record, and every other exception's traceback, passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, CollabopsError)
+
+
+@contextlib.contextmanager
+def refusals_off_the_console() -> Iterator[None]:
+    """While a run runs: ZenML's console handlers leave out the tracebacks of refusals (its stored logs keep them)."""
+    from zenml.logger import ZenMLConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, ZenMLConsoleHandler)]
+    refusals = RefusalTracebackFilter()
+    for handler in handlers:
+        handler.addFilter(refusals)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(refusals)
 
 
 def failed_run_output(run_name: str | None, artifact: str) -> Any:

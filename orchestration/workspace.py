@@ -5,12 +5,22 @@ command needs it (``run.py --help`` stays fast). Stacks are registered
 through the Python client, idempotently: running twice changes nothing, and
 a changed YAML file updates the registered component in place. No prompt,
 ever.
+
+Every command chooses its stack by one rule (:func:`choose_stack`):
+``--stack``, then ``--partner`` (that partner's stack in the project), then
+the active stack when the user chose one, then the stack of the partner the
+command belongs to (the default partner for ``train``). ZenML's own
+``default`` stack and the default partner's stack, which a fresh clone makes
+active, count as no choice; ``ZENML_ACTIVE_STACK_ID`` always does. The
+command says which stack it runs on and why; a run never changes the active
+stack.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,26 +150,95 @@ def registered_stack_names() -> list[str]:
     return sorted(s.name for s in Client().list_stacks(size=1000).items)
 
 
-def select_stack(project: ProjectSettings, partner: str | None, stack: str | None) -> tuple[str, str | None]:
-    """Resolve ``--partner``/``--stack`` to a registered stack and use it for this process.
+ZENML_DEFAULT_STACK = "default"
+"""The stack ZenML makes active in a new store: nobody chose it."""
+ACTIVE_STACK_ENV = "ZENML_ACTIVE_STACK_ID"
 
-    Without either flag, the active stack is used (``zenml stack set`` is
-    respected). The choice is made through ``ZENML_ACTIVE_STACK_ID``, so the
-    user's own active stack is never changed by a run.
+
+@dataclass(frozen=True)
+class StackChoice:
+    """The stack a command runs on, the partner it runs as (None: the project gives the stack to nobody), and why."""
+
+    stack: str
+    partner: str | None
+    why: str
+
+
+def active_counts_as_chosen(project: ProjectSettings, active: str, from_environment: bool) -> bool:
+    """Whether the active stack is the user's choice: set through ``ZENML_ACTIVE_STACK_ID``, or any stack but
+    ZenML's ``default`` and the default partner's stack (which a fresh clone makes active)."""
+    if from_environment:
+        return True
+    return active not in (ZENML_DEFAULT_STACK, project.stack_of(project.default_partner))
+
+
+def choose_stack(project: ProjectSettings, partner: str | None, stack: str | None, active: str | None,
+                 active_from_environment: bool = False, natural_partner: str | None = None,
+                 registered: list[str] | None = None) -> StackChoice:
+    """The one rule every command follows: ``--stack``, ``--partner``, the chosen active stack, the command's partner.
+
+    ``active`` is the active stack's name (None: not known); ``natural_partner``
+    the partner the command belongs to (``industry`` for deploy, None for
+    train: then the project's default partner). The partner is ``partner``
+    when given, else the one the project gives the stack to. Raises
+    ``ConfigError`` for an unknown partner; for a stack not among
+    ``registered`` (the registered stacks' names, when given); and, for a
+    command that belongs to a partner, when the stack belongs to no partner
+    or (without ``--partner``) to another partner. Touches no store.
     """
+    source = Path(project.source).name if project.source else "the project file"
+    if partner is not None:
+        project.stack_of(partner)  # refuses an unknown partner, also next to --stack
+    if stack is not None:
+        why = "--stack" + (f", as partner {partner}" if partner else "")
+    elif partner is not None:
+        stack, why = project.stack_of(partner), f"--partner {partner}: its stack in {source}"
+    elif active is not None and active_counts_as_chosen(project, active, active_from_environment):
+        stack = active
+        why = ("the active stack, from ZENML_ACTIVE_STACK_ID" if active_from_environment else
+               "the active stack, chosen with `zenml stack set`")
+    else:
+        own = natural_partner or project.default_partner
+        stack = project.stack_of(own)
+        unchosen = "" if active is None else (
+            f"; the active stack '{active}' is " + ("ZenML's default" if active == ZENML_DEFAULT_STACK
+                                                    else "the one a fresh clone starts with") + ", not a choice")
+        why = f"the {own} partner's stack in {source}: no --stack or --partner{unchosen}"
+    if registered is not None and stack not in registered:
+        raise ConfigError(f"unknown stack '{stack}' (registered stacks: {', '.join(registered)}; "
+                          "add one under stacks/ and run `python run.py stacks`)")
+    runs_as = partner or project.partner_of(stack)
+    if natural_partner is not None and runs_as is None:
+        raise ConfigError(f"stack '{stack}' belongs to no partner; say which with --partner (`--stack {stack} "
+                          f"--partner {natural_partner}` runs on it as the {natural_partner} partner; stack from "
+                          f"{why}; partners in {source}: {', '.join(sorted(project.partners))})")
+    if natural_partner is not None and partner is None and runs_as != natural_partner:
+        own_stack = project.stack_of(natural_partner)
+        raise ConfigError(f"this command is the {natural_partner} partner's, but stack '{stack}' ({why}) is the "
+                          f"{runs_as} partner's in {source}; run it with --partner {natural_partner} (its stack "
+                          f"'{own_stack}'), or with --stack {stack} --partner {natural_partner}")
+    return StackChoice(stack, runs_as, why)
+
+
+def choose(project: ProjectSettings, partner: str | None, stack: str | None,
+           natural_partner: str | None = None) -> StackChoice:
+    """:func:`choose_stack` on the store: reads the active stack, checks the chosen one is registered, and uses it
+    for this process (through ``ZENML_ACTIVE_STACK_ID``, so the user's own active stack never changes)."""
     from zenml.client import Client
 
-    if partner is not None:
-        partner_stack = project.stack_of(partner)
-        stack = stack or partner_stack
-    if stack is not None:
-        known = registered_stack_names()
-        if stack not in known:
-            raise ConfigError(f"unknown stack '{stack}' (registered stacks: {', '.join(known)}; "
-                              "add one under stacks/ and run `python run.py stacks`)")
-        os.environ["ZENML_ACTIVE_STACK_ID"] = str(Client().get_stack(stack, allow_name_prefix_match=False).id)
-    active = Client().active_stack_model.name
-    return active, partner or project.partner_of(active)
+    from_environment = bool(os.environ.get(ACTIVE_STACK_ENV))
+    active = None if stack is not None or partner is not None else Client().active_stack_model.name
+    choice = choose_stack(project, partner, stack, active, from_environment, natural_partner,
+                          registered=registered_stack_names())
+    os.environ[ACTIVE_STACK_ENV] = str(Client().get_stack(choice.stack, allow_name_prefix_match=False).id)
+    return choice
+
+
+def select_stack(project: ProjectSettings, partner: str | None, stack: str | None,
+                 natural_partner: str | None = None) -> tuple[str, str | None]:
+    """:func:`choose` for callers that need only (stack, partner)."""
+    choice = choose(project, partner, stack, natural_partner)
+    return choice.stack, choice.partner
 
 
 def activate(stack: str) -> None:
@@ -207,22 +286,21 @@ def setup(project: ProjectSettings) -> list[str]:
 
 def use_stack(project: ProjectSettings, partner: str | None, stack: str | None,
               natural_partner: str | None = None) -> tuple[str, str | None]:
-    """Set the repository up, then choose the stack this command runs on; returns (stack, partner).
+    """Set the repository up, then choose the stack this command runs on (:func:`choose_stack`); returns (stack,
+    partner) and prints which stack and why.
 
     ``natural_partner`` is the partner a command belongs to (``industry`` for
-    export-data): used when neither ``--partner`` nor ``--stack`` is given.
-    With it, a stack that belongs to no partner is refused.
+    export-data): its stack is the last resort, and a stack of no partner or
+    (without ``--partner``) of another partner is refused.
     """
     if partner is not None:
         project.stack_of(partner)  # an unknown partner is refused before the store is touched
     for line in setup(project):
         if not line.endswith(": up to date"):
             print(line)
-    chosen_partner = partner or (None if stack else natural_partner)
-    chosen_stack, chosen_partner = select_stack(project, chosen_partner, stack)
-    if natural_partner is not None and chosen_partner is None:
-        raise ConfigError(f"stack '{chosen_stack}' belongs to no partner; say which with --partner")
-    return chosen_stack, chosen_partner
+    choice = choose(project, partner, stack, natural_partner)
+    print(f"stack '{choice.stack}' ({choice.why})")
+    return choice.stack, choice.partner
 
 
 def artifact_store_path() -> str:

@@ -14,7 +14,7 @@ from orchestration import names
 from steps.data import generate_dataset, load_data_contract, load_dataset, split_data, validate_data
 from steps.evaluation import evaluate_models
 from steps.exchange import load_data_bundle
-from steps.registry import promote_model
+from steps.registry import DEFAULT_MIN_IMPROVEMENT, promote_model
 from steps.tracking import log_experiment
 from steps.training import train_baseline, train_model
 
@@ -38,11 +38,14 @@ def training_pipeline(
     data_bundle_signer: str | None = None,
     experiment_tracker: str | None = None,
     code_revision: str | None = None,
+    min_improvement: float = DEFAULT_MIN_IMPROVEMENT,
 ) -> None:
     """Train on a ``data_bundle`` (a folder the command verified), a ``data_path`` or the example data.
 
     The model version is attached only to the steps after validation and the
-    split, so bad data never creates a model version.
+    split, so bad data never creates a model version. ``min_improvement`` is
+    the project's ``promotion.min_improvement`` (the champion/challenger
+    margin, a share of the champion's score).
     """
     source = data_bundle or data_path or "example data (generator)"
     contract = load_data_contract(contract_path)
@@ -68,5 +71,6 @@ def training_pipeline(
             week_plot, hour_plot, importance_plot, source,
         )
     promote_model.with_options(model=model)(
-        fitted, test, contract, task, best_params, test_metrics, baseline_metrics, run_id, source, code_revision
+        fitted, train, validation, test, contract, task, best_params, test_metrics, baseline_metrics, run_id, source,
+        code_revision, min_improvement,
     )

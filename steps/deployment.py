@@ -7,12 +7,14 @@ retired only after the new version is in the ``production`` stage.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -22,14 +24,18 @@ from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
 from collabops.data.contract import contract_from_dict
+from collabops.errors import CollabopsError
 from collabops.exchange.bundle import safe_extract
-from collabops.production.acceptance import AcceptanceReport, gate
+from collabops.production.acceptance import baseline_on_training_rows, gate
 from collabops.production.deployment import DeploymentError, check_deployable, smoke_test
-from collabops.settings import DeploymentSettings
+from collabops.settings import DeploymentSettings, ExchangeSettings
 from collabops.training.evaluation import evaluate
 from collabops.training.tasks import get_task
 from components.model_deployer import active_deployer
 from orchestration import names
+from orchestration.models import history_after
+
+DEFAULT_PREDICTION_TOLERANCE = ExchangeSettings.model_fields["prediction_tolerance"].default
 
 logger = logging.getLogger(__name__)
 
@@ -54,28 +60,42 @@ def load_candidate(settings: DeploymentSettings) -> Annotated[dict, names.CANDID
 
 
 @step(enable_cache=False)
-def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, contract: dict, task: str,
-                    settings: DeploymentSettings, enforce: bool = True) -> tuple[
+def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, training_rows: pd.DataFrame | None,
+                    contract: dict, task: str, settings: DeploymentSettings, enforce: bool = True,
+                    training_period: dict | None = None, training_source: str = "") -> tuple[
     Annotated[MarkdownString, names.ACCEPTANCE_REPORT], Annotated[dict, names.ACCEPTANCE_RESULT]
 ]:
-    """Score the candidate and the current production model on our holdout and judge by the config's thresholds.
+    """Score the candidate, the seasonal baseline and the current production model on our holdout; judge.
 
-    The verdict is returned, not raised, so the report is stored and shown
-    in the dashboard even when the gate refuses.
+    The baseline is the task's, fitted on ``training_rows`` (the rows the
+    export wrote into the data bundle the model was trained on) within
+    ``training_period`` when the model bundle names one, never on the
+    holdout. The verdict is returned, not raised, so the report is stored and
+    shown in the dashboard even when the gate refuses. ``enforce`` False (a
+    rollback) records the report but passes; there ``training_rows`` may be
+    None.
     """
     spec, kind = contract_from_dict(contract), get_task(task)
     acceptance = settings.acceptance
     model = _version().get_model_artifact(names.TRAINED_MODEL).load()
     scores = evaluate(kind, spec, model, acceptance_holdout)
+    baseline, fit, unscored = None, None, None
+    if training_rows is not None:
+        try:
+            baseline, fit = baseline_on_training_rows(kind, spec, training_rows, acceptance_holdout, training_period,
+                                                      training_source)
+        except CollabopsError as exc:
+            if enforce:
+                raise
+            unscored = f"seasonal baseline not scored: {exc}"
     production, production_version = _production_scores(candidate, kind, spec, acceptance_holdout)
     report = gate(scores, acceptance, acceptance.metric, production=production,
-                  university=candidate.get("university_metrics") or None, task=kind)
+                  university=candidate.get("university_metrics") or None, task=kind, baseline=baseline,
+                  baseline_fit=fit)
     if not enforce:
-        report = AcceptanceReport(passed=True, reasons=["gate not applied: rollback to a version that served in "
-                                                        "production before", *report.reasons],
-                                  metric=report.metric, candidate=report.candidate, production=report.production,
-                                  university=report.university, thresholds=report.thresholds,
-                                  failures=[])
+        report = dataclasses.replace(report, passed=True, failures=[], reasons=[
+            "gate not applied: rollback to a version that served in production before",
+            *([unscored] if unscored else []), *report.reasons])
     result = {**report.as_metadata(), "production_version": production_version, "holdout_rows": len(acceptance_holdout),
               "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     log_metadata(metadata={"acceptance": result}, model_version_id=_version().id)
@@ -105,9 +125,15 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 @step(enable_cache=False)
 def start_prediction_service(candidate: dict, acceptance_result: dict, acceptance_holdout: pd.DataFrame,
-                             contract: dict, settings: DeploymentSettings, keys_dir: str) -> Annotated[
+                             contract: dict, settings: DeploymentSettings, keys_dir: str,
+                             prediction_tolerance: float = DEFAULT_PREDICTION_TOLERANCE) -> Annotated[
                                  dict, names.DEPLOYMENT]:
-    """Start the candidate's service beside the running one and smoke-test it; on failure stop it again."""
+    """Start the candidate's service beside the running one and smoke-test it; on failure stop it again.
+
+    ``prediction_tolerance`` is the project's ``exchange.prediction_tolerance``:
+    the service re-predicts the bundle's reference sample when it starts and
+    refuses to serve beyond it; that refusal is this step's one-line error.
+    """
     if not acceptance_result["passed"]:
         failures = acceptance_result["failures"]
         shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more (see the acceptance report)"
@@ -126,12 +152,12 @@ def start_prediction_service(candidate: dict, acceptance_result: dict, acceptanc
         pipeline_step_name=context.step_run.name, deployment_run_id=str(context.pipeline_run.id),
         bundle_dir=str(bundle_dir), keys_dir=keys_dir, bundle_id=candidate["bundle_id"],
         producer=candidate.get("producer") or {}, log_dir=deployer.inference_log_dir(candidate["model_name"]),
-        serving=settings.serving)
+        serving=settings.serving, prediction_tolerance=prediction_tolerance)
     service = deployer.start_new_server(config)  # waits config.serving.start_timeout (= settings.serving)
     try:
         if not service.is_running:
             raise DeploymentError(f"the prediction service for version {candidate['version']} did not start: "
-                                  f"{_log_tail(service)}")
+                                  f"{_start_failure(service)}")
         rows = acceptance_holdout.head(settings.smoke_test.rows)
         model = _version().get_model_artifact(names.TRAINED_MODEL).load()
         expected = [float(v) for v in model.predict(rows[spec.feature_columns])]
@@ -191,33 +217,71 @@ def _api_key(secret_name: str | None) -> str | None:
                               f"`zenml secret create {secret_name} --{API_KEY_SECRET_KEY}=...`") from None
 
 
-def _log_tail(service: Any, lines: int = 15) -> str:
+_REFUSAL_LINE = re.compile(r"^error: (.+)$")
+"""How the service refuses to start (``collabops.production.serving.process.main``): one line."""
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+"""The last line of a traceback: how a crash (or a service from before the one-line refusals) ends its log."""
+
+
+def _start_failure(service: Any) -> str:
+    """Why a service did not start, in one line: the refusal or error its log ends with, and where the log is."""
     path = service.status.log_file
     if not path or not Path(path).is_file():
-        return "no service log"
-    text = re.sub(r"\x1b\[[0-9;]*m", "", Path(path).read_text(encoding="utf-8", errors="replace"))
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return f"last lines of {path}:\n" + "\n".join(tail)
+        return "it wrote no log"
+    return f"{start_failure(Path(path).read_text(encoding='utf-8', errors='replace'))} (service log: {path})"
+
+
+def start_failure(log: str) -> str:
+    """The service's last refusal (``error: message``) or exception (``SomeError: message``) in ``log``, one line.
+
+    ``log`` is the service's whole log text (colour codes are removed);
+    without either, its last line.
+    """
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", log).splitlines() if line.strip()]
+    for line in reversed(lines):
+        refused = _REFUSAL_LINE.match(line)
+        if refused:
+            return refused.group(1)
+        crashed = _ERROR_LINE.match(line)
+        if crashed:
+            return f"{crashed.group(1)}: {crashed.group(2)}"
+    return f"its log ends with: {lines[-1]}" if lines else "its log is empty"
 
 
 @step(enable_cache=False)
-def promote_to_production(deployment: dict, candidate: dict) -> Annotated[dict, names.DEPLOYMENT_RECORD]:
-    """Put the version in ``production``, then retire the services of other versions of this model."""
+def promote_to_production(deployment: dict, candidate: dict, rolling_back_from: str | None = None) -> Annotated[
+        dict, names.DEPLOYMENT_RECORD]:
+    """Put the version in ``production``, then retire the services of other versions of this model.
+
+    The record (``deployment`` metadata of the version) names the version it
+    replaced and the production history before it
+    (``orchestration.models.history_after``); ``rolling_back_from`` is the
+    production version a rollback leaves. If production changed since the
+    rollback was planned, the new service is stopped and nothing changes.
+    """
     version = _version()
+    deployer = active_deployer()
     try:
         previous = Client().get_model_version(candidate["model_name"], ModelStages.PRODUCTION)
-        replaced = None if previous.id == version.id else str(previous.name)
     except KeyError:
-        replaced = None
+        previous = None
+    current = str(previous.name) if previous is not None else None
+    current_record = (previous.run_metadata or {}).get(names.DEPLOYMENT_METADATA) if previous is not None else None
+    try:
+        history = history_after(str(version.name), current, current_record, rolling_back_from)
+    except CollabopsError:
+        deployer.delete_model_server(UUID(deployment["service_id"]), force=True)
+        raise
+    replaced = None if current == str(version.name) else current
     version.set_stage(ModelStages.PRODUCTION, force=True)
-    deployer = active_deployer()
     retired = []
     for service in deployer.services_of(candidate["model_name"]):
         if str(service.uuid) != deployment["service_id"]:
             retired.append(f"{service.config.model_version}@{getattr(service, 'base_url', None)}")
             deployer.delete_model_server(service.uuid, force=False)
     record = {"url": deployment["url"], "service_id": deployment["service_id"], "replaced_version": replaced,
+              "history": history, "rolled_back_from": rolling_back_from,
               "retired_services": retired, "bundle_id": candidate["bundle_id"], "producer": candidate.get("producer"),
               "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    log_metadata(metadata={"deployment": record}, model_version_id=version.id)
+    log_metadata(metadata={names.DEPLOYMENT_METADATA: record}, model_version_id=version.id)
     return record

@@ -40,6 +40,7 @@ from tests.conftest import (
     model_bundle,
     model_version,
     run_cli,
+    run_names,
     unique,
     version_numbers,
     write_project,
@@ -48,6 +49,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.slow
 
 PSEUDONYMISATION = {"COLLABOPS_PSEUDONYMISATION_KEY": "industry-only-secret-0123456789"}
+START = "2024-04-01"
 RECORD = {"timestamp": "2024-05-01T08:00:00", "car_park_id": "CP001", "car_park_kind": "city_centre", "capacity": 500,
           "temperature_c": 12.0, "rain_mm": 0.0, "is_holiday": False, "event_nearby": False, "price_per_hour": 30.0}
 
@@ -105,6 +107,8 @@ class Exchange:
     second_bundle_id: str
     good: Path
     worse: Path
+    good_again: Path
+    """The same kind of model as ``good`` in a bundle of its own (importing one bundle twice makes no new version)."""
     projects: list[Path] = field(default_factory=list)
 
     def project(self, folder: Path, model_name: str | None = None, keys_dir: Path | None = None,
@@ -151,14 +155,18 @@ def exchange(tmp_path_factory) -> Iterator[Exchange]:
     industry_key = key_pair(keys, base / "industry-home", "industry")
     university_key = key_pair(keys, base / "university-home", "university")
     exporter = write_project(base / "exporter", keys_dir=keys)
-    first, first_rows = _export(exporter, industry_key, example_data(months=4, car_parks=8, seed=7), base / "first")
-    second, second_rows = _export(exporter, industry_key, example_data(months=3, car_parks=8, seed=11), base / "second")
+    # April to July: no daylight-saving change in the contract's time zone inside the data.
+    first, first_rows = _export(exporter, industry_key, example_data(months=4, car_parks=8, seed=7, start=START),
+                                base / "first")
+    second, second_rows = _export(exporter, industry_key, example_data(months=3, car_parks=8, seed=11, start=START),
+                                  base / "second")
     assert first_rows != second_rows  # so the gate's report tells which holdout it scored
     # The university's side: models fitted on the first export's data bundle, as its handover would send them.
     good = model_bundle(first, university_key, base / "to-industry", max_iter=60)
     worse = model_bundle(first, university_key, base / "to-industry", max_iter=3)
+    good_again = model_bundle(first, university_key, base / "to-industry", max_iter=60)
     shared = Exchange(base, keys, university_key, first, _bundle_id(first), first_rows, _bundle_id(second), good,
-                      worse)
+                      worse, good_again)
     yield shared
     for project in shared.projects:  # whatever a test or its finalizer left running
         stop_services(project)
@@ -212,6 +220,12 @@ def _assert_production_untouched(production: Production) -> None:
 def test_an_imported_model_passes_the_gate_and_serves_in_production(production):
     out = production.deployed.out
     assert "# Acceptance gate: PASSED" in out
+    acceptance = model_version(production.model_name, 1).run_metadata["acceptance"]
+    candidate, baseline = acceptance["candidate"]["overall"]["mae"], acceptance["baseline"]["overall"]["mae"]
+    assert candidate <= baseline * (1 - 0.05)  # the project's deployment.acceptance.min_gain_over_baseline
+    assert (f"gate passed: mae on our holdout: candidate {candidate:.4f}, seasonal baseline {baseline:.4f}, "
+            "production none") in out
+    assert f"mae {candidate:.4f} beats the seasonal baseline's {baseline:.4f} on our holdout by" in out
     assert "smoke test: GET /health: 200" in out
     assert f"{production.model_name} version 1 is in production, serving at {production.url}" in out
     assert _get(f"{production.url}/health")["model_version"] == "1"
@@ -243,12 +257,13 @@ def test_the_gate_refuses_a_worse_model_and_shows_that_runs_report(production, e
     worse = _imported_version(run_cli("import-model", exchange.worse, "--project", production.project))
     refused = run_cli("deploy", "--version", worse, "--project", production.project)
     assert_refused(refused, f"acceptance gate refused model version {worse}", "Production is unchanged",
-                   "is worse than production's")
-    assert "# Acceptance gate: FAILED" in refused.err
+                   "is worse than production's", "does not beat the seasonal baseline's")
+    assert refused.err.count("\n") == 1  # the one error line; the report is on stdout
+    assert "# Acceptance gate: FAILED" in refused.out
     # The report shown is the one this deploy run stored (the newest deploy run in the store).
     newest = Client().list_pipeline_runs(pipeline_name="deploy", sort_by="desc:created", size=1).items[0]
     stored = str(newest.steps["acceptance_gate"].outputs["acceptance_report"][0].load())
-    assert stored in refused.err
+    assert stored in refused.out
     assert f"Model version {worse} (bundle " in stored and "production: version 1" in stored
     metadata = model_version(production.model_name, worse).run_metadata
     assert metadata["acceptance"]["passed"] is False
@@ -258,15 +273,17 @@ def test_the_gate_refuses_a_worse_model_and_shows_that_runs_report(production, e
 
 def test_a_failed_smoke_test_leaves_the_running_service_alone(production, exchange, tmp_path):
     """A new version whose service cannot load its bundle (the university key withdrawn) never replaces the old."""
-    version = _imported_version(run_cli("import-model", exchange.good, "--project", production.project))
+    version = _imported_version(run_cli("import-model", exchange.good_again, "--project", production.project))
+    assert version != "1"
     withdrawn = tmp_path / "keys-without-university"
     withdrawn.mkdir()
     shutil.copy(exchange.keys / "industry.pub", withdrawn)
     same_model_fewer_keys = exchange.project(tmp_path / "withdrawn", model_name=production.model_name,
                                              keys_dir=withdrawn)
     failed = run_cli("deploy", "--version", version, "--project", same_model_fewer_keys)
-    assert_refused(failed, f"the prediction service for version {version} did not start")
-    assert "university" in failed.err  # the service's own refusal, from its log
+    assert_refused(failed, f"the prediction service for version {version} did not start: ", "bundle refused",
+                   "(service log: ")
+    assert "signature" in failed.err and failed.err.count("\n") == 1  # the service's own refusal, in one line
     _assert_production_untouched(production)
 
 
@@ -282,7 +299,7 @@ def test_deploy_refuses_an_unapproved_version_until_it_is_approved(own_project, 
     assert model_version(_model_name(project), version).run_metadata["approval"]["by"] == "Ops Lead"
     gated = run_cli("deploy", "--project", project)
     assert_refused(gated, f"acceptance gate refused model version {version}")
-    assert "approve" not in gated.err.split("# Acceptance gate")[0]
+    assert "# Acceptance gate: FAILED" in gated.out and "approve" not in gated.err
 
 
 def test_the_gate_scores_the_holdout_of_the_export_the_model_was_trained_on(own_project, exchange):
@@ -293,19 +310,26 @@ def test_the_gate_scores_the_holdout_of_the_export_the_model_was_trained_on(own_
     assert (f"acceptance holdout: kept back by the export that wrote data bundle {exchange.first_bundle_id}, "
             "which the model was trained on") in result.out
     assert_refused(result, f"acceptance gate refused model version {version}")
-    assert f"on {exchange.first_holdout_rows:,} holdout rows" in result.err
+    assert f"on {exchange.first_holdout_rows:,} holdout rows" in result.out
+    assert (f"seasonal baseline: fitted on the rows export-data put in data bundle {exchange.first_bundle_id}, the "
+            "one the model was trained on (all of them: the model bundle names no training period)") in result.out
     assert exchange.second_bundle_id not in result.out + result.err
 
 
-def test_a_model_trained_on_data_no_export_wrote_uses_the_newest_holdout_and_says_so(own_project, exchange, tmp_path):
-    project = own_project(deployment={"acceptance": {"max_error": 0.0}})
+def test_a_model_trained_on_data_no_export_wrote_is_refused_before_any_run(own_project, exchange, tmp_path):
+    """Without the rows the model was trained on, the gate cannot fit the seasonal baseline: it says what is
+    missing and how to get it, and does not skip the check."""
+    project = own_project()
     elsewhere = model_bundle(exchange.first_bundle, exchange.university_key, tmp_path, max_iter=10,
                              trained_on="not-exported-here")
     assert _imported_version(run_cli("import-model", elsewhere, "--project", project)) == "1"
+    before = run_names("deploy")
     result = run_cli("deploy", "--project", project)
-    assert ("acceptance holdout: the model was trained on data bundle not-exported-here, which no export on this "
-            "stack wrote; using the newest holdout on this stack") in result.out
-    assert_refused(result, "acceptance gate refused model version 1")
+    assert_refused(result, "model version 1 was trained on data bundle not-exported-here, which no export on stack "
+                           "'industry-local' wrote; the acceptance gate fits the seasonal baseline on the rows the "
+                           "model was trained on", "export the data on this stack")
+    assert run_names("deploy") == before
+    assert "acceptance" not in model_version(_model_name(project), 1).run_metadata
 
 
 def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(own_project, exchange):
@@ -320,7 +344,8 @@ def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(own_pro
         deployed = run_cli("deploy", "--project", project)
         assert deployed.code == 0, deployed
         old_url = _url(deployed.out)
-        second = _imported_version(run_cli("import-model", exchange.good, "--project", project))
+        second = _imported_version(run_cli("import-model", exchange.good_again, "--project", project))
+        assert second != first
         replaced = run_cli("deploy", "--project", project)
         assert replaced.code == 0, replaced
         new_url = _url(replaced.out)
@@ -344,6 +369,14 @@ def test_a_new_version_replaces_the_old_service_and_rollback_restores_it(own_pro
         assert model_version(name, first).stage == "production"
         assert [v for v, _ in _running_services(project)] == [first]
         assert f"model version: {first} (production)" in run_cli("status", "--project", project).out
+        assert model_version(name, first).run_metadata["deployment"]["rolled_back_from"] == second
+
+        # The issue's case: a second rollback re-served the version just rolled away from.
+        again = run_cli("rollback", "--project", project)
+        assert_refused(again, f"production version {first} is the oldest version left in the production history")
+        assert again.err.count("\n") == 1
+        assert model_version(name, first).stage == "production"
+        assert _get(f"{back_url}/metadata")["model_version"] == first
     finally:
         Client().delete_secret(secret)
 

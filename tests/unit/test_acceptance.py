@@ -1,16 +1,28 @@
-"""The acceptance gate: ceilings, regression margins overall and per segment."""
+"""The acceptance gate: ceilings, regression margins overall and per segment.
+
+Every call passes a seasonal baseline the candidate beats comfortably
+(``BEATEN``), so these tests judge the other checks; the baseline check
+itself is in test_gate_baseline.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from collabops.errors import ConfigError
-from collabops.production.acceptance import gate, judged_metric
+from collabops.production import acceptance
+from collabops.production.acceptance import judged_metric
 from collabops.settings import AcceptanceSettings
 from collabops.training.tasks import RegressionTask, get_task
 
 LIMITS = AcceptanceSettings(max_error=0.05, max_regression=0.05, max_segment_regression=0.10)
 TASK = get_task("regression")
+BEATEN = {"overall": {"mae": 1.0, "r2": -10.0}, "by_segment": {}}
+"""A seasonal baseline every candidate here beats by far more than the margin."""
+
+
+def gate(*args, **kwargs):
+    return acceptance.gate(*args, baseline=kwargs.pop("baseline", BEATEN), **kwargs)
 
 
 def _eval(overall: float, **segments: float) -> dict:
@@ -46,14 +58,17 @@ def test_one_segment_much_worse_fails_even_if_overall_is_better():
     assert "segment 'residential'" not in " ".join(report.reasons)
 
 
-def test_report_puts_the_three_sources_side_by_side():
+def test_report_puts_the_four_sources_side_by_side():
     report = gate(_eval(0.03, airport=0.04), LIMITS, production=_eval(0.031, airport=0.041),
-                  university=_eval(0.025, airport=0.035), task=TASK)
+                  university=_eval(0.025, airport=0.035), baseline=_eval(0.05, airport=0.06), task=TASK)
     table = report.markdown()
     assert "# Acceptance gate: PASSED" in table
-    assert "| overall | 0.0300 | 0.0310 | 0.0250 |" in table
-    assert "| airport | 0.0400 | 0.0410 | 0.0350 |" in table
+    assert ("| mae on | candidate (our holdout) | seasonal baseline (our holdout) | production (our holdout) "
+            "| university (their test) |") in table
+    assert "| overall | 0.0300 | 0.0500 | 0.0310 | 0.0250 |" in table
+    assert "| airport | 0.0400 | 0.0600 | 0.0410 | 0.0350 |" in table
     assert report.as_metadata()["passed"] is True
+    assert report.as_metadata()["baseline"] == _eval(0.05, airport=0.06)
 
 
 def test_failures_name_only_what_failed():
@@ -62,6 +77,7 @@ def test_failures_name_only_what_failed():
     assert not report.passed
     assert len(report.failures) == 2 and all("worse than production" in f for f in report.failures)
     assert report.reasons[:2] == report.failures and "within the ceiling" in report.reasons[2]
+    assert "beats the seasonal baseline's 1.0000" in report.reasons[3]
     assert report.as_metadata()["failures"] == report.failures
 
 
@@ -94,6 +110,8 @@ def test_a_metric_where_higher_is_better_has_a_floor_and_margins_downwards():
 def test_an_unknown_or_missing_metric_is_a_config_error():
     with pytest.raises(ConfigError, match=r"acceptance\.metric 'mape' is not known"):
         gate(_eval(0.03), LIMITS, "mape")
+    with pytest.raises(ConfigError, match=r"the seasonal baseline's evaluation has no 'rmse' \(it has mae\)"):
+        gate({"overall": {"rmse": 0.03}}, LIMITS, "rmse", task=TASK, baseline=_eval(0.05))
     with pytest.raises(ConfigError, match=r"the candidate's evaluation has no 'rmse' \(it has mae\)"):
         gate(_eval(0.03), LIMITS, "rmse", task=TASK)
     with pytest.raises(ConfigError, match="no metric to judge by"):

@@ -14,7 +14,7 @@ from sklearn.metrics import get_scorer
 from collabops.data.contract import load_contract
 from collabops.errors import ConfigError
 from collabops.training import metrics
-from collabops.training.promotion import decide
+from collabops.training.promotion import ChampionComparison, decide
 from collabops.training.tasks import TASKS, RegressionTask, Task, get_task
 
 
@@ -83,8 +83,10 @@ def test_a_task_judged_by_r2_prefers_higher_scores():
     task = RegressionTask(primary_metric="r2")
     assert task.greater_is_better and task.scoring == "r2"
     assert task.better(0.9, 0.8) and not task.better(0.8, 0.9)
-    decision = decide(task, candidate=0.9, baseline=0.8, champion=0.85, champion_version="2")
+    decision = decide(task, candidate=0.9, baseline=0.8, champion=ChampionComparison("2", 0.9, 0.85, rows=10),
+                      min_improvement=0.05)
     assert decision.promote and decision.metric == "r2"
+    assert not decide(task, 0.9, 0.8, ChampionComparison("2", 0.88, 0.85, rows=10), min_improvement=0.05).promote
     assert not decide(task, candidate=0.7, baseline=0.8).promote
 
 
@@ -101,18 +103,18 @@ def test_promotes_when_it_beats_baseline_and_no_champion():
 
 
 def test_refuses_a_model_that_does_not_beat_the_baseline():
-    decision = decide(TASK, candidate=0.05, baseline=0.05, champion=0.09, champion_version="1")
+    decision = decide(TASK, candidate=0.05, baseline=0.05, champion=ChampionComparison("1", 0.05, 0.09, rows=10))
     assert not decision.promote and "does not beat the baseline's 0.0500" in decision.reason
 
 
 def test_refuses_a_model_that_does_not_beat_staging():
-    decision = decide(TASK, candidate=0.03, baseline=0.05, champion=0.02, champion_version="4")
+    decision = decide(TASK, candidate=0.03, baseline=0.05, champion=ChampionComparison("4", 0.03, 0.02, rows=10))
     assert not decision.promote and "staging version 4's 0.0200" in decision.reason
     assert decision.as_metadata()["champion"] == 0.02
 
 
 def test_promotes_a_challenger_that_beats_staging():
-    decision = decide(TASK, candidate=0.02, baseline=0.05, champion=0.03, champion_version="4")
+    decision = decide(TASK, candidate=0.02, baseline=0.05, champion=ChampionComparison("4", 0.02, 0.03, rows=10))
     assert decision.promote and "staging version 4's 0.0300" in decision.reason
 
 
