@@ -122,7 +122,9 @@ def train(args: argparse.Namespace) -> int:
     parameters.update(contract_path=str(project.contract_path), task=project.task, model_name=project.model_name,
                       model_description=project.description,
                       experiment_tracker=workspace.experiment_tracker_name(),
-                      code_revision=workspace.code_revision())
+                      code_revision=workspace.code_revision(),
+                      min_improvement=project.promotion.min_improvement,
+                      max_days_ahead=project.data.max_days_ahead)
     if args.no_cache:
         config["enable_cache"] = False
     if args.data_bundle is None:
@@ -131,11 +133,12 @@ def train(args: argparse.Namespace) -> int:
         return _train_and_report(project, config, stack, partner)
 
     from collabops.data.contract import load_contract
-    from collabops.exchange.bundle import open_bundle
+    from collabops.exchange.bundle import Limits, open_bundle
     from collabops.exchange.signing import trusted_keys
 
-    keys = trusted_keys(project.keys_dir, exclude=[partner] if partner else [])
-    with open_bundle(args.data_bundle, keys, kind="data", contract=load_contract(project.contract_path)) as bundle:
+    with open_bundle(args.data_bundle, trusted_keys(project.keys_dir), kind="data",
+                     contract=load_contract(project.contract_path), limits=Limits.of(project.exchange),
+                     command="train --data-bundle", partner=partner) as bundle:
         print(f"verified data bundle {bundle.bundle_id} signed by '{bundle.signer}'")
         parameters.update(data_bundle=str(bundle.root), data_bundle_manifest=bundle.manifest,
                           data_bundle_signer=bundle.signer)

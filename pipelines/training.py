@@ -39,13 +39,15 @@ def training_pipeline(
     experiment_tracker: str | None = None,
     code_revision: str | None = None,
     min_improvement: float = DEFAULT_MIN_IMPROVEMENT,
+    max_days_ahead: float | None = None,
 ) -> None:
     """Train on a ``data_bundle`` (a folder the command verified), a ``data_path`` or the example data.
 
     The model version is attached only to the steps after validation and the
     split, so bad data never creates a model version. ``min_improvement`` is
     the project's ``promotion.min_improvement`` (the champion/challenger
-    margin, a share of the champion's score).
+    margin, a share of the champion's score); ``max_days_ahead`` the project's
+    ``data.max_days_ahead`` (None: its default).
     """
     source = data_bundle or data_path or "example data (generator)"
     contract = load_data_contract(contract_path)
@@ -55,7 +57,8 @@ def training_pipeline(
         raw = load_dataset(data_path, contract)
     else:
         raw = generate_dataset(generator or {})
-    data = validate_data(raw, contract, source)
+    horizon = {} if max_days_ahead is None else {"max_days_ahead": max_days_ahead}
+    data = validate_data(raw, contract, source, **horizon)
     train, validation, test = split_data(data, contract, split, source)
 
     model = Model(name=model_name, description=model_description or None)
@@ -66,7 +69,9 @@ def training_pipeline(
     )
     run_id = None
     if experiment_tracker:
-        run_id = log_experiment.with_options(model=model, experiment_tracker=experiment_tracker)(
+        run_id = log_experiment.with_options(  # one MLflow experiment per model: projects side by side stay apart
+            model=model, experiment_tracker=experiment_tracker,
+            settings={"experiment_tracker": {"experiment_name": model_name}})(
             fitted, test, contract, best_params, trials, test_metrics, baseline_metrics,
             week_plot, hour_plot, importance_plot, source,
         )

@@ -56,7 +56,8 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
         extra={"model": {"name": model_name, "version": str(chosen.name), "stage": str(chosen.stage),
                          "training_run_id": training.id,
                          "training_data_bundle_id": str(trained_on) if trained_on else None,
-                         "mlflow_run_id": metadata.get("mlflow_run_id")}},
+                         "mlflow_run_id": metadata.get("mlflow_run_id"),
+                         "training_period": metadata.get(names.TRAINING_PERIOD)}},
     )
     summary = {"bundle_id": manifest["bundle_id"], "bundle_path": str(path), "model_version": str(chosen.name)}
     log_metadata(metadata=summary)

@@ -182,6 +182,22 @@ class _Manifest(_Strict):
         return files
 
 
+class TrainingPeriod(_Strict):
+    """First and last time of the rows a model was fitted on (ISO 8601, with the contract zone's offset)."""
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _iso_time(cls, value: str) -> str:
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not an ISO 8601 date and time") from None
+        return value
+
+
 class ModelInfo(_Strict):
     """What the producer says about the model version a model bundle holds (all optional)."""
 
@@ -191,6 +207,8 @@ class ModelInfo(_Strict):
     training_run_id: str | None = None
     training_data_bundle_id: str | None = None
     mlflow_run_id: str | None = None
+    training_period: TrainingPeriod | None = None
+    """The industry's gate fits the seasonal baseline on the exported rows of this period only."""
 
 
 class ModelManifest(_Manifest):

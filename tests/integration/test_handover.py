@@ -221,6 +221,7 @@ def test_a_bundle_signed_by_ourselves_is_not_trusted_as_the_other_partner(worlds
             shutil.copy(public, keys)
     project = write_project(tmp_path, keys_dir=keys)
     refused = run_cli("train", "--project", project, "--data-bundle", worlds.data_bundle, "--partner", "industry")
-    assert_refused(refused, "check 'signature' failed", "trusted: university")
+    assert_refused(refused, "check 'signature' failed",
+                   "signed with the key of 'industry', the receiving partner itself")
     verified = run_cli("verify", worlds.data_bundle, "--project", project)
     assert verified.code == 0 and "signed by 'industry'" in verified.out, verified

@@ -85,6 +85,7 @@ def test_mlflow_run_holds_the_metrics_and_the_model(trained):
     try:
         client = mlflow.MlflowClient()
         run = client.get_run(metadata["mlflow_run_id"])
+        assert client.get_experiment(run.info.experiment_id).name == name  # one experiment per model
         assert run.data.metrics["test_mae"] == pytest.approx(metadata["test_metrics"]["overall"]["mae"])
         assert run.data.metrics["baseline_test_mae"] == pytest.approx(
             metadata["baseline_test_metrics"]["overall"]["mae"])
