@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from collabops.errors import ConfigError
 from collabops.settings import DEFAULT_PROJECT, ProjectSettings, load_project
 
 
 def project_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
-    """``--project PATH``, before or after the command (a command's own default never hides the top level's)."""
-    parser.add_argument("--project", type=Path, default=None if top_level else argparse.SUPPRESS,
+    """``--project PATH``, before or after the command (a command's own default never hides the top level's).
+
+    Before the command it is kept as ``top_project``, after it as ``project``,
+    so that :func:`project_of` can refuse two different files.
+    """
+    parser.add_argument("--project", type=Path, dest="top_project" if top_level else "project", metavar="PROJECT",
+                        default=None if top_level else argparse.SUPPRESS,
                         help="the project file (default: configs/parking.yaml): model name, task, contract, "
                              "training config, partners, exchange and deployment settings")
 
@@ -29,6 +35,15 @@ def stack_options(parser: argparse.ArgumentParser) -> None:
                                         "the partner the command belongs to)")
 
 
+def project_path(args: argparse.Namespace) -> Path | None:
+    """The ``--project`` given before or after the command (None: neither); ``ConfigError`` for two different ones."""
+    before, after = getattr(args, "top_project", None), getattr(args, "project", None)
+    if before is not None and after is not None and before.resolve() != after.resolve():
+        raise ConfigError(f"--project is given twice, {before} before the command and {after} after it; "
+                          "give one project file")
+    return after or before
+
+
 def project_of(args: argparse.Namespace) -> ProjectSettings:
     """The project the command works on, parsed and checked once."""
-    return load_project(getattr(args, "project", None) or DEFAULT_PROJECT)
+    return load_project(project_path(args) or DEFAULT_PROJECT)

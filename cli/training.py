@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from cli.common import project_of, project_option, stack_options
+from cli.common import project_of, project_option, project_path, stack_options
 from collabops.errors import ConfigError
 from collabops.settings import ProjectSettings, load_training_config
 
@@ -193,6 +193,6 @@ def _train_and_report(project: ProjectSettings, config: dict[str, Any], stack: s
 def main_job(args: argparse.Namespace) -> int:
     """The default: the default partner trains on the example data, on its own stack."""
     project = project_of(args)
-    train_args = argparse.Namespace(project=getattr(args, "project", None), data=None, data_bundle=None, config=None,
+    train_args = argparse.Namespace(project=project_path(args), data=None, data_bundle=None, config=None,
                                     no_cache=False, partner=project.default_partner, stack=None)
     return train(train_args)

@@ -56,6 +56,18 @@ def test_project_option_is_read_before_or_after_the_command(cli, tmp_path, posit
     assert_refused(cli(*argv), f"{project}: deployment.serving.prot: unknown setting")
 
 
+def test_two_different_project_files_are_refused_not_one_silently_chosen(cli, tmp_path):
+    first, second = write_project(tmp_path / "a"), write_project(tmp_path / "b")
+    assert_refused(cli("--project", first, "status", "--project", second),
+                   f"--project is given twice, {first} before the command and {second} after it")
+
+
+def test_the_same_project_file_on_both_sides_is_one_choice(cli, tmp_path):
+    project = _edit(write_project(tmp_path), lambda raw: raw["deployment"]["serving"].update(prot=8001))
+    assert_refused(cli("--project", project, "status", "--project", project),
+                   f"{project}: deployment.serving.prot: unknown setting")
+
+
 PROJECT_MISTAKES = {
     "nested unknown key": (lambda raw: raw["partners"]["industry"].update(stak="x"),
                            ["partners.industry.stak: unknown setting"]),
