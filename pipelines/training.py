@@ -73,7 +73,7 @@ def training_pipeline(
             model=model, experiment_tracker=experiment_tracker,
             settings={"experiment_tracker": {"experiment_name": model_name}})(
             fitted, test, contract, best_params, trials, test_metrics, baseline_metrics,
-            week_plot, hour_plot, importance_plot, source,
+            week_plot, hour_plot, importance_plot, source, model_name,
         )
     promote_model.with_options(model=model)(
         fitted, train, validation, test, contract, task, best_params, test_metrics, baseline_metrics, run_id, source,

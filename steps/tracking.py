@@ -28,14 +28,18 @@ def log_experiment(
     error_by_hour_plot: Image,
     feature_importance_plot: Image,
     data_source: str,
+    model_name: str,
 ) -> Annotated[str, names.MLFLOW_RUN_ID]:
     """Log params, metrics (model and baseline), plots and the model with its signature.
 
     The pipeline attaches the stack's experiment tracker to this step, which
-    opens the MLflow run that everything here lands in.
+    opens the MLflow run that everything here lands in, in the experiment
+    named after ``model_name``. ``model_name`` is a parameter (logged too) so
+    that ZenML's cache never answers one model's run with another model's
+    MLflow run: the cache key does not include the step's settings.
     """
     spec = contract_from_dict(contract)
-    params: dict[str, Any] = {**best_params, "data_source": data_source,
+    params: dict[str, Any] = {**best_params, "data_source": data_source, "model_name": model_name,
                               "contract": spec.name, "contract_digest": spec.digest(),
                               "test_rows": test_metrics.get("rows")}
     metrics = {**flatten(test_metrics, prefix="test_"), **flatten(baseline_test_metrics, prefix="baseline_test_")}

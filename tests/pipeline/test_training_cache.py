@@ -39,9 +39,8 @@ def test_an_edit_to_the_library_is_never_answered_from_the_cache(tmp_path, monke
     from collabops.data.generator import GeneratorSettings, generate
 
     project = write_project(tmp_path, model_name=unique("cache-test"))
-    first_run, first = _train(project)
+    _first_run, first = _train(project)  # trained, or from the cache of another test's identical training
     again_run, again = _train(project)
-    assert str(first_run.steps["train_model"].status) == "completed"
     assert str(again_run.steps["train_model"].status) == "cached"  # nothing changed: the cache answers
 
     library = shutil.copytree(ROOT / "collabops", tmp_path / "collabops",
