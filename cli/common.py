@@ -47,3 +47,18 @@ def project_path(args: argparse.Namespace) -> Path | None:
 def project_of(args: argparse.Namespace) -> ProjectSettings:
     """The project the command works on, parsed and checked once."""
     return load_project(project_path(args) or DEFAULT_PROJECT)
+
+
+def check_writable_path(path: Path, folder: bool = False) -> None:
+    """``ConfigError`` when ``path`` cannot be created as a file (``folder``: as a folder) because of what exists.
+
+    Checked before any run: the nearest existing ancestor must be a folder,
+    and with ``folder`` an existing ``path`` must be a folder too.
+    """
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; --out takes a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{path}: cannot be created, because {parent} is a file, not a folder")
+            return

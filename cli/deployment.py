@@ -66,6 +66,8 @@ def _deploy(project: ProjectSettings, stack: str, partner: str | None, wanted: s
     services.require_deployer()
     chosen = models.resolve(project.model_name, wanted, stack)
     check_deployable(chosen.metadata, chosen.number, project.deployment.require_approval)
+    # This checkout must predict what the producer tested before the gate judges it or anything is recorded.
+    largest = models.check_reproducible(chosen, project.keys_dir, project.exchange.prediction_tolerance)
     holdout_id, holdout_note = models.acceptance_holdout(chosen, stack)
     enforce_gate = rolling_back_from is None
     try:
@@ -77,6 +79,8 @@ def _deploy(project: ProjectSettings, stack: str, partner: str | None, wanted: s
         training, training_note = None, f"not scored (the gate does not apply to a rollback): {exc}"
     print(intro or f"deploying {project.model_name} version {chosen.number} (bundle "
                    f"{chosen.imported_bundle_id}) on stack '{stack}'")
+    print(f"reference sample re-predicted by this checkout: largest difference {largest:.3g} "
+          f"(tolerance {project.exchange.prediction_tolerance:g})")
     print(f"acceptance holdout: {holdout_note}")
     print(f"seasonal baseline: {training_note}")
     return _run_deploy(project, chosen, holdout_id, training, partner, rolling_back_from)

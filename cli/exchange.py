@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.common import project_of, project_option, stack_options
+from cli.common import check_writable_path, project_of, project_option, stack_options
 from collabops.errors import ConfigError
 from collabops.settings import ProjectSettings
 
@@ -156,6 +156,7 @@ def export_data(args: argparse.Namespace) -> int:
     if args.partner:
         project.stack_of(args.partner)  # refuses an unknown partner first
     preflight(project, args.data)
+    check_writable_path(args.out, folder=True)
     _pseudonymisation_key_check(project)  # keys are refused before the store is touched
     load_signer(args.partner or "industry", args.private_key)
     stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
@@ -184,6 +185,7 @@ def handover(args: argparse.Namespace) -> int:
     from orchestration.runs import run_pipeline
 
     project = project_of(args)
+    check_writable_path(args.out, folder=True)
     stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="university")
     assert partner is not None
     load_signer(partner, args.private_key)
@@ -253,6 +255,7 @@ def infer(args: argparse.Namespace) -> int:
     check_readable(args.data)  # a missing or empty file is refused before any run exists
     if args.out.exists():
         raise ConfigError(f"{args.out}: already exists; choose another output path")
+    check_writable_path(args.out)
     if SUFFIXES.get(args.out.suffix.lower()) is None:
         raise ConfigError(f"{args.out}: unsupported output type '{args.out.suffix}' (use .csv or .parquet)")
     stack, partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from cli.common import project_of, project_option, project_path, stack_options
+from cli.common import check_writable_path, project_of, project_option, project_path, stack_options
 from collabops.errors import ConfigError
 from collabops.settings import ProjectSettings, load_training_config
 
@@ -51,6 +51,7 @@ def generate_data(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.out}: unsupported file type '{args.out.suffix}' (use .csv or .parquet)")
     if args.out.exists() and not args.force:
         raise ConfigError(f"{args.out}: already exists (use --force to overwrite)")
+    check_writable_path(args.out)
     if args.months < 1 or args.car_parks < 1:
         raise ConfigError("--months and --car-parks must be at least 1")
     try:

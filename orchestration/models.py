@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from collabops.errors import ConfigError
@@ -163,9 +164,9 @@ class TrainingRows:
     """Where the gate finds the rows a model was trained on: the export's rows of the data bundle it names.
 
     ``artifact_id`` is the export's ``exportable_data`` artifact version
-    (before pseudonymisation, so ids match the holdout's); ``period`` the
-    training period the model bundle names (``{"start", "end"}``), or None
-    when it names none.
+    (before pseudonymisation, so ids match the holdout's); ``period`` is
+    None: the baseline is fitted on every exported row, never narrowed to a
+    period the producer declares (which the receiver cannot check).
     """
 
     artifact_id: str
@@ -215,10 +216,12 @@ def training_rows(version: ModelVersionInfo, stack: str) -> TrainingRows:
                           f"'{stack}'; {needed}. Export the data again with `python run.py export-data` and have the "
                           "university train on the new data bundle")
     period = training_period_of(version)
-    note = (f"the rows export-data put in data bundle {trained_on}, the one the model was trained on ("
-            + (f"those of the model's training period, {period.get('start')} to {period.get('end')})" if period else
-               "all of them: the model bundle names no training period)"))
-    return TrainingRows(str(exported[0].id), str(trained_on), period, note)
+    # All of them, whatever period the bundle declares: the producer cannot make the baseline weaker by naming
+    # a narrow period, and a baseline fitted on more of the same data is only harder to beat.
+    note = (f"all the rows export-data put in data bundle {trained_on}, the one the model was trained on"
+            + (f" (the bundle declares the training period {period.get('start')} to {period.get('end')}; the "
+               "baseline does not depend on what the producer declares)" if period else ""))
+    return TrainingRows(str(exported[0].id), str(trained_on), None, note)
 
 
 def recorded_history(record: dict[str, Any] | None) -> list[str]:
@@ -278,3 +281,28 @@ def rollback_target(current: ModelVersionInfo) -> str:
                           f"history (versions rolled away from are skipped); there is nothing older to roll back to")
     raise ConfigError(f"production version {current.number} replaced no earlier production version; there is nothing "
                       "to roll back to")
+
+
+def check_reproducible(version: ModelVersionInfo, keys_dir: Path, tolerance: float) -> float:
+    """Re-predict the reference sample of ``version``'s verified bundle with this checkout's code, before any run.
+
+    Returns the largest difference from the producer's predictions; raises
+    the exchange layer's ``BundleError`` (naming both revisions and changed
+    packages) beyond ``tolerance``, or ``ConfigError`` when the version has no
+    verified bundle (it was not imported).
+    """
+    from zenml.client import Client
+
+    from collabops.exchange.bundle import verify
+    from collabops.exchange.model_bundle import check_reference_predictions, load_model
+    from collabops.exchange.signing import trusted_keys
+
+    artifact = Client().get_model_version(version.model_name, int(version.number)).get_artifact(
+        names.VERIFIED_MODEL_BUNDLE)
+    if artifact is None:
+        raise ConfigError(f"model version {version.number} has no '{names.VERIFIED_MODEL_BUNDLE}' artifact; import "
+                          "its bundle with `python run.py import-model BUNDLE`")
+    root = Path(artifact.load())  # a temporary copy: messages name the bundle and version instead
+    verified = verify(root, trusted_keys(keys_dir), kind="model",
+                      name=Path(f"bundle {version.imported_bundle_id} of model version {version.number}"))
+    return check_reference_predictions(verified, load_model(verified), tolerance).max_difference

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collabops.data.contract import DataContract, contract_from_dict
 from collabops.errors import CollabopsError
@@ -196,6 +196,16 @@ class TrainingPeriod(_Strict):
         except ValueError:
             raise ValueError("not an ISO 8601 date and time") from None
         return value
+
+    @model_validator(mode="after")
+    def _start_not_after_end(self) -> TrainingPeriod:
+        try:
+            backwards = dt.datetime.fromisoformat(self.start) > dt.datetime.fromisoformat(self.end)
+        except TypeError:
+            raise ValueError("start and end must both carry an offset, or neither") from None
+        if backwards:
+            raise ValueError(f"starts ({self.start}) after it ends ({self.end})")
+        return self
 
 
 class ModelInfo(_Strict):

@@ -84,7 +84,7 @@ def load_model(bundle: VerifiedBundle) -> Any:
     path = bundle.root / MODEL_FILE
     untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
     if untrusted:
-        raise BundleError(bundle.root, "trusted types", f"{MODEL_FILE} contains types not on the trusted list: "
+        raise BundleError(bundle.name, "trusted types", f"{MODEL_FILE} contains types not on the trusted list: "
                                                         f"{', '.join(untrusted)}")
     return skops.io.load(path, trusted=TRUSTED_TYPES)
 
@@ -121,12 +121,12 @@ def check_reference_predictions(bundle: VerifiedBundle, model: Any, tolerance: f
         expected = np.asarray(recorded["predictions"], dtype=float)
         producer = dict(recorded.get("producer") or {})
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BundleError(bundle.root, "reference predictions", f"{PREDICTIONS_FILE} cannot be read: {exc}") from None
+        raise BundleError(bundle.name, "reference predictions", f"{PREDICTIONS_FILE} cannot be read: {exc}") from None
     sample = pd.read_parquet(bundle.root / SAMPLE_FILE)
     contract = bundle.contract()
     got = np.asarray(model.predict(sample[contract.feature_columns]), dtype=float)
     if got.shape != expected.shape:
-        raise BundleError(bundle.root, "reference predictions",
+        raise BundleError(bundle.name, "reference predictions",
                           f"{len(expected)} recorded predictions for a sample of {len(got)} rows")
     differences = np.abs(got - expected)
     differences[np.isnan(got) & np.isnan(expected)] = 0.0
@@ -139,7 +139,7 @@ def check_reference_predictions(bundle: VerifiedBundle, model: Any, tolerance: f
         changed = [f"{name} {version} -> {ours[name]}" for name, version in sorted((producer.get("packages")
                                                                                     or {}).items())
                    if ours.get(name) != version]
-        raise BundleError(bundle.root, "reference predictions", (
+        raise BundleError(bundle.name, "reference predictions", (
             f"this checkout predicts the reference sample differently from the producer: {moved} of {len(got)} "
             f"rows differ by more than {tolerance:g}, the largest by {largest:.6g} (row {worst + 1}: producer "
             f"{expected[worst]:.6g}, here {got[worst]:.6g}); producer code revision "

@@ -81,8 +81,8 @@ def describe_fit(fit: dict[str, Any]) -> str:
     where = f" of {fit['source']}" if fit.get("source") else ""
     if named:
         return f"fitted on {what}{where}: the model's training period ({named['start']} to {named['end']})"
-    return (f"fitted on all {what}{where}: the model bundle names no training period, and the model can only have "
-            "been trained on these rows")
+    return (f"fitted on all {what}{where}: every row the producer received (a training period it declares is "
+            "not checked here, so it never narrows the baseline)")
 
 
 def judged_metric(metric: str | None = None, task: Task | None = None) -> tuple[str, bool]:

@@ -93,3 +93,19 @@ def test_generate_data_refuses_an_unsupported_output_before_generating(cli, tmp_
     result = cli("generate-data", "--out", str(tmp_path / "data.xlsx"))
     assert_refused(result, "data.xlsx: unsupported file type '.xlsx' (use .csv or .parquet)")
     assert "generating" not in result.out and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["generate-data", "infer", "export-data", "handover"])
+def test_an_output_path_under_a_file_is_refused_before_any_run(cli, tmp_path, command):
+    """``--out ok.csv/x.csv`` (or a folder ``--out`` that is a file): one message naming the path, no traceback."""
+    existing = tmp_path / "ok.csv"
+    existing.write_text("a\n1\n", encoding="utf-8")
+    data = tmp_path / "data.csv"
+    example_data(months=1, car_parks=2, seed=3).to_csv(data, index=False)
+    argv = {"generate-data": ["generate-data", "--out", existing / "g.csv"],
+            "infer": ["infer", "--data", data, "--out", existing / "o.csv"],
+            "export-data": ["export-data", "--data", data, "--out", existing],
+            "handover": ["handover", "--out", existing]}[command]
+    result = cli(*argv)
+    assert_refused(result, str(existing))
+    assert "Traceback" not in result.err + result.out and existing.read_text(encoding="utf-8") == "a\n1\n"

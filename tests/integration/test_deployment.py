@@ -272,7 +272,8 @@ def test_the_gate_refuses_a_worse_model_and_shows_that_runs_report(production, e
 
 
 def test_a_failed_smoke_test_leaves_the_running_service_alone(production, exchange, tmp_path):
-    """A new version whose service cannot load its bundle (the university key withdrawn) never replaces the old."""
+    """A new version that cannot serve never replaces the old: refused before any run when this checkout cannot
+    verify its bundle (the university key withdrawn), and stopped when its service does not come up in time."""
     version = _imported_version(run_cli("import-model", exchange.good_again, "--project", production.project))
     assert version != "1"
     withdrawn = tmp_path / "keys-without-university"
@@ -280,10 +281,18 @@ def test_a_failed_smoke_test_leaves_the_running_service_alone(production, exchan
     shutil.copy(exchange.keys / "industry.pub", withdrawn)
     same_model_fewer_keys = exchange.project(tmp_path / "withdrawn", model_name=production.model_name,
                                              keys_dir=withdrawn)
-    failed = run_cli("deploy", "--version", version, "--project", same_model_fewer_keys)
-    assert_refused(failed, f"the prediction service for version {version} did not start: ", "bundle refused",
-                   "(service log: ")
-    assert "signature" in failed.err and failed.err.count("\n") == 1  # the service's own refusal, in one line
+    runs_before = run_names("deploy")
+    refused = run_cli("deploy", "--version", version, "--project", same_model_fewer_keys)
+    assert_refused(refused, f"bundle {model_version(production.model_name, version).run_metadata['imported_bundle_id']}"
+                            f" of model version {version}: bundle refused, check 'signature' failed")
+    assert "/tmp" not in refused.err and run_names("deploy") == runs_before  # named by bundle; no run
+    _assert_production_untouched(production)
+
+    too_slow = exchange.project(tmp_path / "slow", model_name=production.model_name,
+                                deployment={"serving": {"start_timeout": 1}})
+    failed = run_cli("deploy", "--version", version, "--project", too_slow)
+    assert_refused(failed, f"the prediction service for version {version} did not start")
+    assert failed.err.count("\n") == 1
     _assert_production_untouched(production)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -265,3 +266,18 @@ def test_the_size_check_reads_the_file_size_not_the_file(signed, tmp_path):
     _refused(root, keys, "files", f"'profile.json' has {1024 ** 3} bytes, the manifest says "
                                   f"{os.path.getsize(bundle / 'profile.json')}")
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("period, fragment", [
+    ({"start": "2024-03-01T00:00:00+01:00", "end": "2024-02-01T00:00:00+01:00"}, "starts (2024-03-01T00:00:00+01:00) "
+                                                                               "after it ends"),
+    ({"start": "2024-01-01T00:00:00", "end": "2024-02-01T00:00:00+01:00"}, "both carry an offset, or neither"),
+    ({"start": "last week", "end": "2024-02-01T00:00:00+01:00"}, "not an ISO 8601 date and time"),
+])
+def test_a_model_manifests_training_period_must_be_a_period(period, fragment):
+    from pydantic import ValidationError
+
+    from collabops.exchange.bundle import ModelInfo
+
+    with pytest.raises(ValidationError, match=re.escape(fragment)):
+        ModelInfo.model_validate({"training_period": period})

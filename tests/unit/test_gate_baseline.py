@@ -106,7 +106,7 @@ def test_the_report_shows_the_baseline_next_to_the_candidate_and_what_it_was_fit
             "b-1: the model's training period (2024-01-01 to 2024-02-01).") in table
     assert report.as_metadata()["baseline_fit"] == fit
     unnamed = describe_fit({**fit, "period": None})
-    assert unnamed.startswith("fitted on all 1,234 rows") and "names no training period" in unnamed
+    assert unnamed.startswith("fitted on all 1,234 rows") and "never narrows the baseline" in unnamed
 
 
 # --- fitting the baseline on the training rows -----------------------------------------------------------------

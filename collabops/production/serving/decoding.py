@@ -50,6 +50,27 @@ async def read_body(request: Request, max_body_bytes: int) -> bytes:
     return body
 
 
+class _NotJson(Exception):
+    """What Python's json module accepts but JSON (RFC 8259) does not, or what would be read two ways."""
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (Python's json keeps the last of a repeated key in silence)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotJson(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON numbers (send null for a missing value)."""
+    raise _NotJson(f"{name!r} is not a JSON number (send null for a missing value)")
+
+
 class RequestDecoder:
     """The input rules of one model: its contract's feature columns, the compiled validator if any, the record limit."""
 
@@ -64,7 +85,9 @@ class RequestDecoder:
     def records(self, body: bytes) -> list[dict[str, Any]]:
         """The body's records (at least one, at most ``max_records``), or the 400/413/422 that refuses it."""
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, object_pairs_hook=_object_once, parse_constant=_no_constant)
+        except _NotJson as exc:
+            raise RequestError(400, f"malformed JSON: {exc}") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise RequestError(400, f"malformed JSON: {exc}") from None
         except RecursionError:
