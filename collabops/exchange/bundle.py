@@ -421,7 +421,7 @@ def open_bundle(path: Path, keys: dict[str, object], kind: str | None = None,
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="collabops-bundle-") as tmp:
             root = Path(tmp) / "bundle"
-            safe_extract(path, root, limits)
+            safe_extract(path, root, limits, keys=keys)  # the signature is checked before the payload is written
             yield verify(root, keys, kind=kind, contract=contract, name=path, limits=limits, command=command,
                          partner=partner)
     else:
@@ -553,8 +553,8 @@ def _check_members(tar: tarfile.TarFile, label: Path, limits: Limits) -> list[tu
 
 
 def _extract_members(tar: tarfile.TarFile, expected: list[tuple[str, bool, int]], target: Path, label: Path,
-                     limits: Limits) -> None:
-    """Write the members in archive order, counting the bytes actually written against the ceiling."""
+                     limits: Limits, select: Callable[[str], bool] = lambda rel: True) -> None:
+    """Write the members ``select`` accepts, in archive order, counting the bytes actually written."""
     written = 0
     position = 0
     while (member := tar.next()) is not None:
@@ -563,6 +563,8 @@ def _extract_members(tar: tarfile.TarFile, expected: list[tuple[str, bool, int]]
                                                                member.size if member.isreg() else 0):
             raise BundleError(label, "archive", "the archive changed while it was read")
         position += 1
+        if not select(rel):
+            continue
         path = target / rel
         try:
             if not member.isreg():
@@ -593,24 +595,33 @@ def _extract_members(tar: tarfile.TarFile, expected: list[tuple[str, bool, int]]
                                                 f"{member.size}")
 
 
-def safe_extract(archive_path: Path, target: Path, limits: Limits | None = None, name: Path | None = None) -> None:
+def safe_extract(archive_path: Path, target: Path, limits: Limits | None = None, name: Path | None = None,
+                 keys: dict[str, object] | None = None) -> None:
     """Extract a ``.tar.gz`` bundle into ``target`` (created; it must not exist) after checking every member.
 
     First pass: every header is checked (:func:`_check_members`: ceilings,
-    paths, types, duplicates) and nothing is written. Second pass: the
-    members are written in order, only plain files and folders inside
-    ``target``, counting the bytes actually written. Raises ``BundleError``
-    naming ``name`` (default ``archive_path``); on any failure ``target`` is
-    removed again.
+    paths, types, duplicates) and nothing is written. With ``keys``, a second
+    pass writes only ``manifest.json`` and ``manifest.sig`` and checks the
+    signature, so an archive no trusted partner signed is refused before a
+    payload byte is written. Last pass: the members are written in order,
+    only plain files and folders inside ``target``, counting the bytes
+    actually written. Raises ``BundleError`` naming ``name`` (default
+    ``archive_path``); on any failure ``target`` is removed again.
     """
     label = Path(name or archive_path)
     limits = limits or Limits.of()
     with _tar(archive_path, label, limits) as tar:
         expected = _check_members(tar, label, limits)
     target.mkdir(parents=True)
+    pair = {MANIFEST, SIGNATURE}
     try:
+        if keys is not None:
+            with _tar(archive_path, label, limits) as tar:
+                _extract_members(tar, expected, target, label, limits, select=pair.__contains__)
+            check_signature(label, *read_manifest_pair(target, limits, label), keys)
         with _tar(archive_path, label, limits) as tar:
-            _extract_members(tar, expected, target, label, limits)
+            _extract_members(tar, expected, target, label, limits,
+                             select=(lambda rel: rel not in pair) if keys is not None else (lambda rel: True))
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

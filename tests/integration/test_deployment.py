@@ -320,8 +320,8 @@ def test_the_gate_scores_the_holdout_of_the_export_the_model_was_trained_on(own_
             "which the model was trained on") in result.out
     assert_refused(result, f"acceptance gate refused model version {version}")
     assert f"on {exchange.first_holdout_rows:,} holdout rows" in result.out
-    assert (f"seasonal baseline: fitted on the rows export-data put in data bundle {exchange.first_bundle_id}, the "
-            "one the model was trained on (all of them: the model bundle names no training period)") in result.out
+    assert (f"seasonal baseline: fitted on all the rows export-data put in data bundle {exchange.first_bundle_id}, "
+            "the one the model was trained on\n") in result.out
     assert exchange.second_bundle_id not in result.out + result.err
 
 

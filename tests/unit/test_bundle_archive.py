@@ -204,3 +204,30 @@ def test_a_refused_archive_leaves_no_temporary_folder(signed, tmp_path, monkeypa
     with pytest.raises(BundleError, match="check 'archive member paths' failed"), open_bundle(evil, trusted_keys(keys)):
         pass
     assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("signature", [None, b"\0" * 64])
+def test_an_archive_no_trusted_partner_signed_is_refused_before_its_payload_is_written(tmp_path, monkeypatch,
+                                                                                         signature):
+    """Under every ceiling, but unsigned (or signed by no trusted key): only the manifest pair is ever written."""
+    import os
+
+    members = [_file("manifest.json", b'{"kind": "model"}'), _file("payload.bin", b"\0" * 5_000_000)]
+    if signature is not None:
+        members.insert(1, _file("manifest.sig", signature))
+    path = _tar_gz(tmp_path / "unsigned.tar.gz", members)
+    keys = tmp_path / "keys"
+    key_pair(keys, tmp_path / "home", "university")
+    real_open = os.open
+
+    def no_payload(name, *args, **kwargs):
+        assert not str(name).endswith("payload.bin"), "the payload was written before the signature was checked"
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_payload)
+    target = tmp_path / "target"
+    with pytest.raises(BundleError) as refused:
+        safe_extract(path, target, keys=trusted_keys(keys))
+    assert refused.value.check == "signature" and not target.exists()
+    expected = "manifest.sig is missing" if signature is None else "does not verify manifest.json with any trusted key"
+    assert expected in refused.value.detail
