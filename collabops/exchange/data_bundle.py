@@ -64,13 +64,18 @@ def write_data_bundle(frame: pd.DataFrame, contract: DataContract, profile: dict
 
 
 def check_data_file(bundle: VerifiedBundle) -> None:
-    """The data file is Parquet with the manifest's ``rows`` and exactly the bundle contract's columns.
+    """The manifest's time zone is the contract's, and the data file is Parquet with the manifest's ``rows`` and
+    exactly the bundle contract's columns.
 
     Reads the file's footer only (no data). ``BundleError`` (check ``data``) naming the bundle otherwise.
     """
     import pyarrow.parquet as pq
 
     data_file = str(bundle.manifest["data_file"])
+    zone, contract_zone = bundle.manifest.get("time_zone"), bundle.contract().time_zone
+    if zone is not None and zone != contract_zone:
+        raise BundleError(bundle.name, "data", f"the manifest says the times are in {zone}, the bundle's contract "
+                                               f"says {contract_zone}")
     try:
         metadata = pq.read_metadata(bundle.root / data_file)
         columns = set(metadata.schema.to_arrow_schema().names)

@@ -82,6 +82,9 @@ WRONG_SHAPES = {
     "an unknown kind": (lambda m: m.update(kind="weights"), "manifest",
                         "kind: must be one of data, model (got 'weights')"),
     "rows as a string": (lambda m: m.update(rows=str(m["rows"])), "manifest", "rows: Input should be a valid integer"),
+    "a time zone other than the contract's": (lambda m: m.update(time_zone="UTC"), "data",
+                                              "the manifest says the times are in UTC, the bundle's contract says "
+                                              "Europe/Stockholm"),
     "no data file": (lambda m: m.__delitem__("data_file"), "manifest", "data_file: missing"),
     "format version as a string": (lambda m: m.update(format_version="1"), "format version",
                                    "format_version '1' is not understood"),
