@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
@@ -12,19 +11,13 @@ from zenml.types import MarkdownString
 
 from collabops.data.contract import contract_from_dict
 from collabops.data.profile import profile
-from collabops.errors import CollabopsError
 from collabops.exchange import bundle as bundles
-from collabops.exchange.model_bundle import write_model_bundle
+from collabops.exchange.model_bundle import check_training_code_reproduced, write_model_bundle
 from collabops.exchange.model_card import render
 from collabops.exchange.signing import load_signer
 from collabops.training.tasks import get_task
 from orchestration import names
 from orchestration.runs import RunResult
-
-
-class HandoverError(CollabopsError):
-    """A model version that cannot be handed over as it was tested."""
-
 
 REFERENCE_SAMPLE_ROWS = 5000
 """Rows of the training data that travel as the reference sample for drift monitoring."""
@@ -32,29 +25,6 @@ REFERENCE_SAMPLE_ROWS = 5000
 
 def task_of(metadata: dict) -> str:
     return str(metadata.get("task", "regression"))
-
-
-def _check_training_code_reproduced(model: Any, contract: Any, task: str, test: Any, recorded: dict, version: str,
-                                    code_revision: str | None) -> None:
-    """Refuse to hand over a model that this checkout's code scores differently from the code that trained it.
-
-    The bundle's reference predictions are made here, by this checkout: they
-    must be the training code's. The version's test metrics, recorded when
-    it was trained, are recomputed on its test period; any difference (the
-    same code gives the same figures, to 1e-9 relative) means the library's
-    code changed since, and ``HandoverError`` names both figures.
-    """
-    from collabops.training.evaluation import evaluate
-
-    metric = get_task(task).primary_metric
-    now = evaluate(get_task(task), contract, model, test)["overall"][metric]
-    then = recorded["overall"][metric]
-    if not (math.isclose(now, then, rel_tol=1e-9, abs_tol=0.0) or (now != now and then != then)):
-        raise HandoverError(
-            f"model version {version} scores test {metric} {now:.6g} with this checkout's code (revision "
-            f"{code_revision or 'unknown'}) but {then:.6g} when it was trained: the library's code changed since, "
-            "so the bundle's reference predictions would not be the tested model's. Hand it over from the code "
-            "revision it was trained with (its metadata 'code_revision'), or train again with this code")
 
 
 @step(enable_cache=False)
@@ -73,8 +43,8 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
     metrics = {"test": training.output(names.TEST_METRICS),
                "baseline_test": training.output(names.BASELINE_TEST_METRICS)}
     train = training.output(names.TRAIN_DATA)
-    _check_training_code_reproduced(model, contract, task_of(metadata), training.output(names.TEST_DATA),
-                                    metrics["test"], str(chosen.name), code_revision)
+    check_training_code_reproduced(model, contract, get_task(task_of(metadata)), training.output(names.TEST_DATA),
+                                   metrics["test"], str(chosen.name), code_revision)
     periods = training.metadata(names.TRAIN_DATA).get("periods", {})
     reference = train.drop(columns=contract.personal_columns)
     sample = reference.sample(n=min(REFERENCE_SAMPLE_ROWS, len(reference)), random_state=0)

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from collabops.data.contract import DataContract
+from collabops.errors import CollabopsError
 from collabops.exchange.bundle import CONTRACT_FILE, BundleError, Producer, VerifiedBundle, move_into_place, seal
 from collabops.exchange.environment import environment_text, producer_environment
 from collabops.exchange.signing import Signer
@@ -148,3 +149,34 @@ def check_reference_predictions(bundle: VerifiedBundle, model: Any, tolerance: f
             + (f"package versions differ: {', '.join(changed)}" if changed else "package versions are the same")
             + ". Run the producer's code revision here, or ask the producer for a bundle made with this code"))
     return ReplayCheck(len(got), largest, tolerance)
+
+
+class HandoverError(CollabopsError):
+    """A model version that cannot be handed over as it was tested."""
+
+
+def check_training_code_reproduced(model: Any, contract: DataContract, task: Any, test: pd.DataFrame,
+                                   recorded: dict[str, Any], version: str, code_revision: str | None) -> None:
+    """Refuse to hand over a model that this checkout's code scores differently from the code that trained it.
+
+    The bundle's reference predictions are made at handover, by the
+    checkout's code: they must be the training code's. The version's test
+    metrics, recorded when it was trained (``recorded``, as
+    ``training.evaluation.scores`` gives them), are recomputed on its test
+    period with ``task``'s primary metric; any difference beyond 1e-9
+    relative (the same code gives the same figures) means the library's code
+    changed since, and ``HandoverError`` names both figures.
+    """
+    import math
+
+    from collabops.training.evaluation import evaluate
+
+    metric = task.primary_metric
+    now = evaluate(task, contract, model, test)["overall"][metric]
+    then = recorded["overall"][metric]
+    if not (math.isclose(now, then, rel_tol=1e-9, abs_tol=0.0) or (now != now and then != then)):
+        raise HandoverError(
+            f"model version {version} scores test {metric} {now:.6g} with this checkout's code (revision "
+            f"{code_revision or 'unknown'}) but {then:.6g} when it was trained: the library's code changed since, "
+            "so the bundle's reference predictions would not be the tested model's. Hand it over from the code "
+            "revision it was trained with (its metadata 'code_revision'), or train again with this code")
