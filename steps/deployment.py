@@ -93,7 +93,7 @@ def acceptance_gate(candidate: dict, acceptance_holdout: pd.DataFrame, training_
                   university=candidate.get("university_metrics") or None, task=kind, baseline=baseline,
                   baseline_fit=fit)
     if not enforce:
-        report = dataclasses.replace(report, passed=True, failures=[], reasons=[
+        report = dataclasses.replace(report, passed=True, applied=False, failures=[], reasons=[
             "gate not applied: rollback to a version that served in production before",
             *([unscored] if unscored else []), *report.reasons])
     result = {**report.as_metadata(), "production_version": production_version, "holdout_rows": len(acceptance_holdout),

@@ -47,16 +47,19 @@ class AcceptanceReport:
     failures: list[str] = field(default_factory=list)
     baseline: dict[str, Any] | None = None
     baseline_fit: dict[str, Any] | None = None
+    applied: bool = True
+    """False for a rollback: the report is recorded, the verdict does not decide."""
 
     def as_metadata(self) -> dict[str, Any]:
         """The report as JSON-able metadata for the model version."""
-        return {"passed": self.passed, "reasons": self.reasons, "failures": self.failures, "metric": self.metric,
+        return {"passed": self.passed, "applied": self.applied, "reasons": self.reasons,
+                "failures": self.failures, "metric": self.metric,
                 "candidate": self.candidate, "baseline": self.baseline or {}, "baseline_fit": self.baseline_fit or {},
                 "production": self.production or {}, "thresholds": self.thresholds}
 
     def markdown(self) -> str:
         """The report as a table: candidate, seasonal baseline, production and the university's figures side by side."""
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = ("NOT APPLIED (rollback)" if not self.applied else "PASSED" if self.passed else "FAILED")
         lines = [f"# Acceptance gate: {verdict}", ""] + [f"- {r}" for r in self.reasons] + [""]
         if self.baseline_fit:
             lines += [f"Seasonal baseline: {describe_fit(self.baseline_fit)}.", ""]

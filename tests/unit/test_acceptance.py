@@ -67,8 +67,19 @@ def test_report_puts_the_four_sources_side_by_side():
             "| university (their test) |") in table
     assert "| overall | 0.0300 | 0.0500 | 0.0310 | 0.0250 |" in table
     assert "| airport | 0.0400 | 0.0600 | 0.0410 | 0.0350 |" in table
-    assert report.as_metadata()["passed"] is True
+    assert report.as_metadata()["passed"] is True and report.as_metadata()["applied"] is True
     assert report.as_metadata()["baseline"] == _eval(0.05, airport=0.06)
+
+
+def test_a_report_the_gate_did_not_decide_says_so():
+    """A rollback records the report but is not gated: its heading must not claim the gate passed."""
+    import dataclasses
+
+    failed = gate(_eval(0.5), LIMITS, baseline=_eval(0.05), task=TASK)
+    assert not failed.passed
+    rollback = dataclasses.replace(failed, passed=True, applied=False, failures=[])
+    assert rollback.markdown().startswith("# Acceptance gate: NOT APPLIED (rollback)")
+    assert "PASSED" not in rollback.markdown() and rollback.as_metadata()["applied"] is False
 
 
 def test_failures_name_only_what_failed():
