@@ -831,6 +831,9 @@ def main(argv: list[str] | None = None) -> None:
     contract = load_contract(ROOT / "configs" / "contract.yaml")
     started = time.perf_counter()
     frame = generate(GeneratorSettings(months=3, car_parks=20))
+    # Requests carry naive local wall time, as a client of either server writes it (collabops reads it in the
+    # contract's zone; MLflow's inferred signature refuses times with a zone). The calendar features are the same.
+    frame[contract.time_column] = frame[contract.time_column].dt.tz_localize(None)
     features = contract.feature_columns
     X = frame[features]
     model = build_model(contract, get_task("regression").make_estimator(PARAMS))
