@@ -63,9 +63,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collabops.data.contract import DataContract, contract_from_dict
 from collabops.errors import CollabopsError
@@ -135,6 +135,19 @@ class Producer:
 # --- the manifest's schema -------------------------------------------------------------------------------------
 
 
+def _iso_time(value: str) -> str:
+    """``value`` unchanged if it is an ISO 8601 date and time, else ``ValueError`` (pydantic words it)."""
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO 8601 date and time") from None
+    return value
+
+
+IsoTime = Annotated[str, AfterValidator(_iso_time)]
+"""A manifest's time: ISO 8601 text, kept as written (it is signed)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -157,19 +170,10 @@ class ProducerEntry(_Strict):
 class _Manifest(_Strict):
     format_version: int
     bundle_id: str = Field(pattern=_BUNDLE_ID)
-    created_at: str
+    created_at: IsoTime
     producer: ProducerEntry
     contract_digest: str = Field(pattern=_SHA256)
     files: list[FileEntry]
-
-    @field_validator("created_at")
-    @classmethod
-    def _iso_time(cls, value: str) -> str:
-        try:
-            dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("not an ISO 8601 date and time") from None
-        return value
 
     @field_validator("files")
     @classmethod
@@ -185,17 +189,8 @@ class _Manifest(_Strict):
 class TrainingPeriod(_Strict):
     """First and last time of the rows a model was fitted on (ISO 8601, with the contract zone's offset)."""
 
-    start: str
-    end: str
-
-    @field_validator("start", "end")
-    @classmethod
-    def _iso_time(cls, value: str) -> str:
-        try:
-            dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("not an ISO 8601 date and time") from None
-        return value
+    start: IsoTime
+    end: IsoTime
 
     @model_validator(mode="after")
     def _start_not_after_end(self) -> TrainingPeriod:
