@@ -188,7 +188,7 @@ def undeploy(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from orchestration import models, services, workspace
+    from orchestration import models, names, services, workspace
 
     project = project_of(args)
     stack, _partner = workspace.use_stack(project, args.partner, args.stack, natural_partner="industry")
@@ -196,6 +196,17 @@ def status(args: argparse.Namespace) -> int:
     record = (production.metadata.get("deployment") or {}) if production else {}
     print(f"model '{project.model_name}' on stack '{stack}': production version "
           f"{production.number if production else 'none'}")
+    monitored = (production.metadata.get(names.MONITORING_METADATA) or {}) if production else {}
+    if monitored:
+        print(f"  last monitoring: {monitored.get('verdict')} at {monitored.get('at')} (run {monitored.get('run')}; "
+              f"rows {monitored.get('rows', 0):,} from {(monitored.get('period') or {}).get('start')} to "
+              f"{(monitored.get('period') or {}).get('end')})")
+        for reason in (monitored.get("reasons") or [])[:5]:
+            print(f"    - {reason}")
+        if monitored.get("retraining_bundle"):
+            print(f"    retraining bundle: {monitored['retraining_bundle']}")
+    elif production:
+        print("  last monitoring: never (`python run.py monitor`)")
     found = services.services(project.model_name)
     if not found:
         print("  no prediction service" + ("" if services.has_deployer() else " (this stack has no model deployer)"))

@@ -89,9 +89,11 @@ RECEIVING_PARTNER = {"model": "industry", "data": "university"}
 
 
 def verify(args: argparse.Namespace) -> int:
-    """Run every check the receiving command runs, touching no store; print the manifest and what passed."""
+    """Run every check the receiving command runs, touching no store; print the manifest, what passed and a data
+    bundle's retraining request."""
     from collabops.data.contract import load_contract
     from collabops.exchange.bundle import Limits, open_bundle
+    from collabops.exchange.data_bundle import describe_retraining_request, retraining_request
     from collabops.exchange.signing import trusted_keys
 
     project = project_of(args)
@@ -109,6 +111,9 @@ def verify(args: argparse.Namespace) -> int:
         if replay is not None:
             print(f"model: loads with the trusted types only, and re-predicts its {replay.rows}-row reference sample "
                   f"within {replay.tolerance:g} (largest difference {replay.max_difference:.3g})")
+        request = retraining_request(bundle) if bundle.kind == "data" else None
+        if request is not None:
+            print("\n".join(describe_retraining_request(request, requested_by=bundle.signer)))
     return 0
 
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import deployment, exchange, training
+from cli import deployment, exchange, monitoring, training
 from cli.common import project_option
 from collabops.errors import CollabopsError
 from orchestration.workspace import prepare_environment
@@ -23,7 +23,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keys": exchange.keys_init, "verify": exchange.verify, "export-data": exchange.export_data,
     "handover": exchange.handover, "import-model": exchange.import_model, "infer": exchange.infer,
     "deploy": deployment.deploy, "approve": deployment.approve, "rollback": deployment.rollback,
-    "undeploy": deployment.undeploy, "status": deployment.status,
+    "undeploy": deployment.undeploy, "status": deployment.status, "monitor": monitoring.monitor,
 }
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_commands(commands)
     exchange.add_commands(commands)
     deployment.add_commands(commands)
+    monitoring.add_commands(commands)
     return parser
 
 

@@ -135,12 +135,16 @@ def train(args: argparse.Namespace) -> int:
 
     from collabops.data.contract import load_contract
     from collabops.exchange.bundle import Limits, open_bundle
+    from collabops.exchange.data_bundle import describe_retraining_request, retraining_request
     from collabops.exchange.signing import trusted_keys
 
     with open_bundle(args.data_bundle, trusted_keys(project.keys_dir), kind="data",
                      contract=load_contract(project.contract_path), limits=Limits.of(project.exchange),
                      command="train --data-bundle", partner=partner) as bundle:
         print(f"verified data bundle {bundle.bundle_id} signed by '{bundle.signer}'")
+        request = retraining_request(bundle)
+        if request is not None:  # the run records it too: load_data_bundle's provenance metadata
+            print("\n".join(describe_retraining_request(request, requested_by=bundle.signer)))
         parameters.update(data_bundle=str(bundle.root), data_bundle_manifest=bundle.manifest,
                           data_bundle_signer=bundle.signer)
         print(f"training {project.model_name} as partner '{partner or 'unknown'}' on stack '{stack}' with data from "

@@ -18,3 +18,7 @@ class DataError(CollabopsError):
 
 class ConfigError(CollabopsError):
     """A configuration file or command-line value is invalid."""
+
+
+class MonitoringError(CollabopsError):
+    """The monitoring cannot judge the period: no rows, no reference, an option it cannot use."""

@@ -121,6 +121,75 @@ class DataSettings(_Settings):
     """Times later than now plus this many days are refused (a training row describes the past)."""
 
 
+class MonitoringSettings(_Settings):
+    """The industry's monitoring of the production model: what counts as drift, and what happens then.
+
+    Distances are Evidently's effect sizes, not p-values (which call every
+    difference significant on large samples): the Wasserstein distance
+    divided by the reference's standard deviation for numerical columns, the
+    Jensen-Shannon distance for categorical and boolean ones (both in [0, ...),
+    0 = same distribution). See docs/monitoring.md.
+    """
+
+    drift_threshold: float = Field(0.1, gt=0)
+    """A column has drifted when its distance is at least this (Evidently's default for both distances)."""
+    column_thresholds: dict[str, float] = {}
+    """Per-column thresholds, for columns whose distribution varies on its own from one year's season to the
+    next (weather): ``{temperature_c: 0.3}``."""
+    drift_share: float = Field(0.5, gt=0, le=1)
+    """The verdict is ``drift`` when at least this share of the monitored features drifted (Evidently's
+    dataset-drift rule), or the prediction drifted, or the live error passed ``max_error_ratio``."""
+    season_window_days: int = Field(21, ge=0, le=183)
+    """The reference's season for a period: its rows whose day of the year lies within this many days of one
+    of the period's days (on the contract's clock)."""
+    min_season_rows: int = Field(1000, ge=1)
+    """Fewer reference rows in the season: the nearest rows by day of the year are used, and the verdict is at
+    least ``warning`` (the reference does not cover this season)."""
+    min_rows: int = Field(500, ge=1)
+    """Fewer current rows: too few to judge drift; the verdict is at least ``warning``."""
+    sample_rows: int = Field(200_000, ge=1_000)
+    """Larger periods are compared through a seeded sample of this many rows, stratified by segment and day;
+    a column whose sampled distance lies within the sampling error bound of its threshold is measured again on
+    every row (docs/monitoring.md)."""
+    sample_error_probability: float = Field(1e-3, gt=0, lt=1)
+    """The chance, per column, that the sampled distance is further from the distance on every row than the
+    stated bound."""
+    seed: int = Field(0, ge=0)
+    max_null_increase: float = Field(0.05, ge=0, le=1)
+    """A column's share of nulls may exceed the reference's by at most this before it is a quality problem."""
+    max_new_share: float = Field(0.01, ge=0, le=1)
+    """New categories or values outside the reference's range in more than this share of the rows: a quality
+    problem (``warning``); fewer are listed with the verdict but do not change it."""
+    warning_error_ratio: float = Field(1.1, ge=1)
+    """Live error above the promised error times this: ``warning``."""
+    max_error_ratio: float = Field(1.25, ge=1)
+    """Live error above the promised error times this: ``drift``."""
+    max_segment_error_ratio: float = Field(1.5, ge=1)
+    """A segment's live error above its promised error times this: ``warning`` (segments are smaller and their
+    errors vary more with the season than the whole)."""
+    min_outcome_rows: int = Field(100, ge=1)
+    """Fewer rows with outcomes: the live error is not judged (it is shown, with the count)."""
+    export_on_drift: bool = True
+    """On ``drift``, export the period's rows (with their outcomes) as a signed data bundle with a retraining
+    request, when the period's full rows are at hand."""
+    exchange_dir: str | None = None
+    """Where the retraining bundle is written; None: ``$XDG_DATA_HOME/collabops/exchange`` (``~/.local/share``
+    by default), outside the repository; ``~`` allowed, a relative path is relative to the project root."""
+
+    @model_validator(mode="after")
+    def _ratios_in_order(self) -> MonitoringSettings:
+        if self.warning_error_ratio > self.max_error_ratio:
+            raise ValueError(f"warning_error_ratio {self.warning_error_ratio} is above max_error_ratio "
+                             f"{self.max_error_ratio}")
+        for column, value in self.column_thresholds.items():
+            if value <= 0:
+                raise ValueError(f"column_thresholds.{column}: {value} is not above 0")
+        return self
+
+    def threshold(self, column: str) -> float:
+        return self.column_thresholds.get(column, self.drift_threshold)
+
+
 class DeploymentSettings(_Settings):
     """The industry side: what a model must pass before it serves, and how it is served."""
 
@@ -152,6 +221,7 @@ class ProjectSettings(_Settings):
     exchange: ExchangeSettings = ExchangeSettings()
     promotion: PromotionSettings = PromotionSettings()
     deployment: DeploymentSettings = DeploymentSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     source: str = Field("", exclude=True)
     """The project file this was read from (set by :func:`load_project`)."""
 
@@ -182,6 +252,16 @@ class ProjectSettings(_Settings):
     @property
     def keys_dir(self) -> Path:
         return _resolve(self.root, self.exchange.keys_dir)
+
+    @property
+    def exchange_dir(self) -> Path:
+        """Where monitoring writes retraining bundles: ``monitoring.exchange_dir``, else the XDG default."""
+        if self.monitoring.exchange_dir:
+            return _resolve(self.root, self.monitoring.exchange_dir)
+        import os
+
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        return base / "collabops" / "exchange"
 
     @property
     def pseudonymisation_key_path(self) -> Path:

@@ -13,6 +13,7 @@ HANDOVER = "handover"
 IMPORT_MODEL = "import-model"
 BATCH_INFERENCE = "batch-inference"
 DEPLOY = "deploy"
+MONITORING = "monitoring"
 
 # Artifacts of the training pipeline
 DATA_CONTRACT = "data_contract"
@@ -54,6 +55,13 @@ ACCEPTANCE_RESULT = "acceptance_result"
 DEPLOYMENT = "deployment"
 DEPLOYMENT_RECORD = "deployment_record"
 
+# Artifacts of the monitoring pipeline
+MONITORING_REFERENCE = "monitoring_reference"
+MONITORED_MODEL = "monitored_model"
+DRIFT_REPORT = "drift_report"
+MONITORING_SUMMARY = "monitoring_summary"
+RETRAINING_ROWS = "retraining_rows"
+
 # Tags
 DATA_BUNDLE_TAG = "data-bundle:{bundle_id}"
 """On the acceptance holdout an export kept back: which data bundle it belongs to (lineage for the gate)."""
@@ -64,5 +72,7 @@ IMPORTED_BUNDLE_ID = "imported_bundle_id"
 LATEST_IMPORTED = "latest-imported"
 TRAINING_PERIOD = "training_period"
 """``{"start", "end"}``: first and last time of the rows the version's model was fitted on (train + validation)."""
+MONITORING_METADATA = "monitoring"
+"""The last monitoring of the version in production: verdict, when, why, the run, the log watermark."""
 DEPLOYMENT_METADATA = "deployment"
 """The record of the deployment that last put the version in production, with the production history before it."""

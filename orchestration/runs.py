@@ -78,6 +78,10 @@ class RunResult:
     def artifact_id(self, artifact: str) -> str:
         return str(self._outputs[artifact].id)
 
+    def artifact_uri(self, artifact: str) -> str:
+        """Where the artifact store keeps the output named ``artifact`` (a folder)."""
+        return str(self._outputs[artifact].uri)
+
     def metadata(self, artifact: str) -> dict[str, Any]:
         """Metadata logged on the output named ``artifact``."""
         return dict(self._outputs[artifact].run_metadata or {})
@@ -102,6 +106,8 @@ def _pipeline(name: str) -> Any:
         from pipelines.batch_inference import batch_inference_pipeline as pipeline
     elif name == names.DEPLOY:
         from pipelines.deployment import deploy_pipeline as pipeline
+    elif name == names.MONITORING:
+        from pipelines.monitoring import monitoring_pipeline as pipeline
     else:
         raise ValueError(f"no pipeline named {name!r}")
     return pipeline

@@ -12,10 +12,14 @@ from steps.exchange import hold_out_acceptance, profile_data, pseudonymise_perso
 @pipeline(name=names.EXPORT_DATA, enable_cache=False)
 def export_data_pipeline(contract_path: str, data_path: str, out_dir: str, partner: str, bundle_id: str,
                          holdout_fraction: float, key_env: str, key_file: str, private_key: str | None = None,
-                         code_revision: str | None = None, max_days_ahead: float | None = None) -> None:
+                         code_revision: str | None = None, max_days_ahead: float | None = None,
+                         retraining_request: dict | None = None) -> None:
     """Validate -> keep an acceptance holdout (tagged with ``bundle_id``) -> pseudonymise -> profile -> sign.
 
     ``max_days_ahead``: the project's ``data.max_days_ahead`` (None: its default).
+    ``retraining_request``: the monitoring's request for a new model (shape
+    ``collabops.exchange.bundle.RetrainingRequest``), written into the signed
+    manifest; None for an ordinary export.
     """
     contract = load_data_contract(contract_path)
     horizon = {} if max_days_ahead is None else {"max_days_ahead": max_days_ahead}
@@ -24,4 +28,4 @@ def export_data_pipeline(contract_path: str, data_path: str, out_dir: str, partn
     pseudonymised = pseudonymise_personal_data(exportable, contract, key_env, key_file)
     data_profile = profile_data(pseudonymised, contract)
     write_data_bundle_step(pseudonymised, contract, data_profile, out_dir, partner, bundle_id, private_key,
-                           code_revision)
+                           code_revision, retraining_request)

@@ -25,7 +25,7 @@ from collabops.data.contract import contract_from_dict
 from collabops.data.profile import profile
 from collabops.data.split import hold_out_latest
 from collabops.exchange import bundle as bundles
-from collabops.exchange.data_bundle import read_data, write_data_bundle
+from collabops.exchange.data_bundle import read_data, retraining_request, write_data_bundle
 from collabops.exchange.model_bundle import CARD_FILE, load_model, read_metrics
 from collabops.exchange.pseudonymise import load_key, pseudonymise
 from collabops.exchange.signing import load_signer
@@ -79,26 +79,43 @@ def profile_data(data: pd.DataFrame, contract: dict) -> Annotated[dict, names.DA
 
 @step(enable_cache=False)
 def write_data_bundle_step(data: pd.DataFrame, contract: dict, data_profile: dict, out_dir: str, partner: str,
-                           bundle_id: str, private_key: str | None, code_revision: str | None) -> tuple[
+                           bundle_id: str, private_key: str | None, code_revision: str | None,
+                           retraining_request: dict | None = None) -> tuple[
     Annotated[Path, names.DATA_BUNDLE], Annotated[dict, names.BUNDLE_MANIFEST]
 ]:
-    """Write and sign the data bundle into the exchange folder; it is also kept as this run's artifact."""
+    """Write and sign the data bundle into the exchange folder; it is also kept as this run's artifact.
+
+    ``retraining_request`` (the monitoring's, shape
+    ``collabops.exchange.bundle.RetrainingRequest``) goes into the signed
+    manifest and, as the manifest holds it, into this step's and the bundle
+    artifact's metadata.
+    """
     spec = contract_from_dict(contract)
     signer = load_signer(partner, Path(private_key) if private_key else None)
     path, manifest = write_data_bundle(data, spec, data_profile, _producer(partner, code_revision), signer,
-                                       Path(out_dir), bundle_id=bundle_id)
-    log_metadata(metadata={"bundle_id": manifest["bundle_id"], "bundle_path": str(path)})
-    log_metadata(metadata={"bundle_id": manifest["bundle_id"], "bundle_path": str(path)},
-                 artifact_name=names.DATA_BUNDLE, infer_artifact=True)
+                                       Path(out_dir), bundle_id=bundle_id, retraining_request=retraining_request)
+    metadata: dict[str, Any] = {"bundle_id": manifest["bundle_id"], "bundle_path": str(path)}
+    if manifest.get("retraining_request") is not None:
+        metadata["retraining_request"] = manifest["retraining_request"]
+    log_metadata(metadata=metadata)
+    log_metadata(metadata=metadata, artifact_name=names.DATA_BUNDLE, infer_artifact=True)
     return path, manifest
 
 
 @step(enable_cache=False)
 def load_data_bundle(bundle_dir: str, manifest: dict, signer: str) -> Annotated[pd.DataFrame, names.RAW_DATA]:
-    """Read the data of the bundle the command verified (``bundle_dir`` exists while the command runs)."""
+    """Read the data of the bundle the command verified (``bundle_dir`` exists while the command runs).
+
+    The run's and the raw data's metadata record the bundle's provenance,
+    with its retraining request when it carries one (``retraining_request``).
+    """
     verified = bundles.VerifiedBundle(root=Path(bundle_dir), manifest=manifest, signer=signer)
     frame = read_data(verified)
-    provenance = {"bundle_id": verified.bundle_id, "producer": manifest["producer"], "rows": len(frame)}
+    provenance: dict[str, Any] = {"bundle_id": verified.bundle_id, "producer": manifest["producer"],
+                                  "rows": len(frame)}
+    request = retraining_request(verified)
+    if request is not None:
+        provenance["retraining_request"] = request
     log_metadata(metadata=provenance)
     log_metadata(metadata=provenance, artifact_name=names.RAW_DATA, infer_artifact=True)
     return frame

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.types import MarkdownString
@@ -20,7 +21,10 @@ from orchestration import names
 from orchestration.runs import RunResult
 
 REFERENCE_SAMPLE_ROWS = 5000
-"""Rows of the training data that travel as the reference sample for drift monitoring."""
+"""Rows of the training data whose predictions the receiver replays (the model bound to its code)."""
+MONITORING_REFERENCE_ROWS = 200_000
+"""At most this many of the rows the model was developed on travel as the monitoring reference (a seeded
+sample when there are more; in time order)."""
 
 
 def task_of(metadata: dict) -> str:
@@ -48,6 +52,10 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
     periods = training.metadata(names.TRAIN_DATA).get("periods", {})
     reference = train.drop(columns=contract.personal_columns)
     sample = reference.sample(n=min(REFERENCE_SAMPLE_ROWS, len(reference)), random_state=0)
+    developed_on = pd.concat([train, training.output(names.VALIDATION_DATA), training.output(names.TEST_DATA)],
+                             ignore_index=True).drop(columns=contract.personal_columns)
+    if len(developed_on) > MONITORING_REFERENCE_ROWS:
+        developed_on = developed_on.sample(n=MONITORING_REFERENCE_ROWS, random_state=0).sort_index()
     trained_on = training.metadata(names.RAW_DATA).get("bundle_id")
     context = get_step_context()
     producer = bundles.Producer(partner=partner, stack=client.active_stack_model.name,
@@ -64,6 +72,7 @@ def write_model_bundle_step(model_name: str, version: str, out_dir: str, partner
                          "training_data_bundle_id": str(trained_on) if trained_on else None,
                          "mlflow_run_id": metadata.get("mlflow_run_id"),
                          "training_period": metadata.get(names.TRAINING_PERIOD)}},
+        monitoring_reference=developed_on.reset_index(drop=True),
     )
     summary = {"bundle_id": manifest["bundle_id"], "bundle_path": str(path), "model_version": str(chosen.name)}
     log_metadata(metadata=summary)

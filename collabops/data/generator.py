@@ -62,6 +62,8 @@ DEFAULT_START = "2024-01-01"
 DEFAULT_DRIFT_START = "2025-01-01"
 TIME_ZONE = "Europe/Stockholm"
 """The clock of the generated times (the parking contract's ``time_zone``)."""
+HOURS_PER_YEAR = 8760
+"""The span over which a car park's one or two yearly price changes fall (see ``_prices``)."""
 MAX_ROWS = 20_000_000
 """Most rows (car parks x hours) one call may generate: beyond it the frame would not fit in memory."""
 MAX_SEED = 2 ** 32 - 1
@@ -306,10 +308,17 @@ def _event_hours(hours: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarra
 
 
 def _prices(parks: pd.DataFrame, hours: pd.DatetimeIndex, rng: np.random.Generator, drift: bool) -> np.ndarray:
-    """Tariffs per car park and hour: one or two price changes a year per car park."""
+    """Tariffs per car park and hour: one or two price changes a year per car park.
+
+    The changes fall at random hours of a year-long span from the start (or of
+    the whole period, when longer), so a period shorter than a year has only
+    its share of them: a month holds a change with a chance of about 1 in 12,
+    as a month of real tariffs does. A change past the period's end is not
+    seen.
+    """
     base = parks["base_price"].to_numpy()[:, None]
     price = np.repeat(base, len(hours), axis=1)
-    span = len(hours)
+    span = max(len(hours), HOURS_PER_YEAR)
     for i in range(len(parks)):
         for _ in range(int(rng.integers(1, 3))):
             at = int(rng.integers(0, span))

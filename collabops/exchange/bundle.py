@@ -186,14 +186,14 @@ class _Manifest(_Strict):
         return files
 
 
-class TrainingPeriod(_Strict):
-    """First and last time of the rows a model was fitted on (ISO 8601, with the contract zone's offset)."""
+class _Period(_Strict):
+    """A first and a last time (ISO 8601), the start not after the end; both with an offset, or neither."""
 
     start: IsoTime
     end: IsoTime
 
     @model_validator(mode="after")
-    def _start_not_after_end(self) -> TrainingPeriod:
+    def _start_not_after_end(self) -> _Period:
         try:
             backwards = dt.datetime.fromisoformat(self.start) > dt.datetime.fromisoformat(self.end)
         except TypeError:
@@ -201,6 +201,10 @@ class TrainingPeriod(_Strict):
         if backwards:
             raise ValueError(f"starts ({self.start}) after it ends ({self.end})")
         return self
+
+
+class TrainingPeriod(_Period):
+    """First and last time of the rows a model was fitted on (ISO 8601, with the contract zone's offset)."""
 
 
 class ModelInfo(_Strict):
@@ -223,6 +227,61 @@ class ModelManifest(_Manifest):
     model: ModelInfo | None = None
 
 
+def _one_line(value: str) -> str:
+    """``value`` unchanged if it is one line of text, not blank; else ``ValueError`` (pydantic words it)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError("must be one line of text (no line breaks or control characters)")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+"""Text a user is shown as is: one line, not blank."""
+
+
+class RequestPeriod(_Period):
+    """The period a retraining request is about: the production data the monitoring judged (ISO 8601)."""
+
+
+class LiveError(_Strict):
+    """The production model's error measured live: ``metric`` (e.g. ``mae``) is ``value`` on ``rows`` scored rows.
+
+    ``promised``: the figure the model bundle promised (its test metric);
+    ``holdout``: what the acceptance gate measured on the industry's holdout;
+    either None when unknown. Numbers are finite (a whole number is taken as a float).
+    """
+
+    metric: str = Field(min_length=1)
+    value: float = Field(allow_inf_nan=False)
+    promised: float | None = Field(default=None, allow_inf_nan=False)
+    holdout: float | None = Field(default=None, allow_inf_nan=False)
+    rows: int = Field(ge=0)
+
+
+class RetrainingRequest(_Strict):
+    """Why the industry asks for a new model, carried in a data bundle's manifest (so its signature covers it).
+
+    ``reason`` one line; ``verdict`` the monitoring's (``drift`` or
+    ``warning``); ``drifted_features`` the features it found drifted (may be
+    empty); ``period`` the production period judged; ``production_version``
+    the model version serving then and ``production_bundle_id`` the model
+    bundle it came from (None: unknown); ``live_error`` its error measured
+    live (None: no labels yet); ``monitoring_run`` the ZenML run that decided;
+    ``requested_at`` when. Unknown keys are refused.
+    """
+
+    reason: OneLine
+    verdict: Literal["drift", "warning"]
+    drifted_features: list[Annotated[str, Field(min_length=1)]]
+    period: RequestPeriod
+    production_version: str = Field(min_length=1)
+    production_bundle_id: str | None = None
+    live_error: LiveError | None = None
+    monitoring_run: str = Field(min_length=1)
+    requested_at: IsoTime
+
+
 class DataManifest(_Manifest):
     """``manifest.json`` of a data bundle: also its data file, row count and personal (pseudonymised) columns."""
 
@@ -232,6 +291,8 @@ class DataManifest(_Manifest):
     personal_columns: list[str]
     time_zone: str | None = None
     """The zone the data's times are in (the contract's ``time_zone``); absent in bundles made before it existed."""
+    retraining_request: RetrainingRequest | None = None
+    """Present when the industry's monitoring exported this bundle to ask for a new model; absent otherwise."""
 
 
 SCHEMAS: dict[str, type[_Manifest]] = {"data": DataManifest, "model": ModelManifest}
@@ -745,7 +806,7 @@ def check_manifest(label: Path, data: bytes) -> dict[str, Any]:
     try:
         SCHEMAS[kind].model_validate(manifest)
     except ValidationError as exc:
-        raise BundleError(label, "manifest", _describe(exc)) from None
+        raise BundleError(label, "manifest", describe_validation_error(exc)) from None
     return manifest
 
 
@@ -753,11 +814,11 @@ def _json_type(value: Any) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
 
 
-def _describe(exc: ValidationError, shown: int = 5) -> str:
-    """pydantic's errors as one line: each field path, what is wrong and the value found."""
+def describe_validation_error(exc: ValidationError, shown: int = 5, prefix: str | None = None) -> str:
+    """pydantic's errors as one line: each field path (under ``prefix``), what is wrong and the value found."""
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in ((prefix,) if prefix else ()) + tuple(error["loc"])) or "(top level)"
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             problems.append(f"{where}: not a manifest field")

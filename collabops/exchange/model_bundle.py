@@ -39,6 +39,9 @@ METRICS_FILE = "metrics.json"
 PROFILE_FILE = "reference/profile.json"
 SAMPLE_FILE = "reference/sample.parquet"
 PREDICTIONS_FILE = "reference/predictions.json"
+MONITORING_FILE = "reference/monitoring.parquet"
+"""The rows the model was developed on, with its predictions: the reference for monitoring (optional: bundles
+handed over before it existed still import, and monitoring says what is missing)."""
 CARD_FILE = "MODEL_CARD.md"
 ENVIRONMENT_FILE = "requirements.txt"
 REQUIRED_FILES = (MODEL_FILE, CONTRACT_FILE, METRICS_FILE, PROFILE_FILE, SAMPLE_FILE, PREDICTIONS_FILE, CARD_FILE,
@@ -48,8 +51,13 @@ REQUIRED_FILES = (MODEL_FILE, CONTRACT_FILE, METRICS_FILE, PROFILE_FILE, SAMPLE_
 
 def write_model_bundle(model: Any, contract: DataContract, metrics: dict[str, Any], reference_profile: dict,
                        reference_sample: pd.DataFrame, card: str, producer: Producer, signer: Signer,
-                       out_dir: Path, extra: dict[str, Any]) -> tuple[Path, dict]:
+                       out_dir: Path, extra: dict[str, Any],
+                       monitoring_reference: pd.DataFrame | None = None) -> tuple[Path, dict]:
     """Build, seal and move a model bundle to ``out_dir/model-<id>``.
+
+    ``monitoring_reference``: the rows the model was developed on (no
+    personal columns), written with the model's ``prediction`` for each as
+    :data:`MONITORING_FILE`.
 
     The model's predictions on ``reference_sample`` (its feature columns) go
     into the bundle with :func:`producer_environment`, for the receiver's
@@ -67,6 +75,9 @@ def write_model_bundle(model: Any, contract: DataContract, metrics: dict[str, An
         (root / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         (root / PROFILE_FILE).write_text(json.dumps(reference_profile, indent=2, default=str), encoding="utf-8")
         reference_sample.to_parquet(root / SAMPLE_FILE, index=False)
+        if monitoring_reference is not None:
+            monitoring_reference.assign(prediction=model.predict(monitoring_reference[contract.feature_columns])
+                                        ).to_parquet(root / MONITORING_FILE, index=False)
         predictions = [float(p) for p in model.predict(reference_sample[contract.feature_columns])]
         (root / PREDICTIONS_FILE).write_text(json.dumps(
             {"predictions": predictions, "producer": producer_environment(producer.code_revision)}, indent=1),
