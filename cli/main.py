@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import deployment, exchange, monitoring, training
+from cli import deployment, exchange, loop, monitoring, training
 from cli.common import project_option
 from collabops.errors import CollabopsError
 from orchestration.workspace import prepare_environment
@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run.py",
         description="collabops: reproducible university-industry ML collaboration on ZenML stacks. "
-                    "Without a command, runs the main job: the training loop on the example data, "
-                    "as the default partner, on its stack.",
+                    "Without a command, runs the main job: the whole collaboration loop on the example data "
+                    "(export, train, handover, import, gate, deploy, live requests, monitor, retrain, redeploy), "
+                    "each partner on its own stack (docs/loop.md).",
     )
     project_option(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_environment()
     args = build_parser().parse_args(argv)
     try:
-        command = COMMANDS.get(args.command or "", training.main_job)
+        command = COMMANDS.get(args.command or "", loop.main_job)
         return command(args)
     except CollabopsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -51,22 +51,18 @@ def load_monitoring_reference(model_name: str, contract: dict, task: str) -> tup
     reference = read_reference(root, bundle_id, spec)
     metrics = json.loads((root / "metrics.json").read_text(encoding="utf-8"))
     monitored = {"model_name": model_name, "version": str(record.name), "bundle_id": bundle_id,
-                 "bundle_root": str(root),
                  "promise": promise(metrics, metadata.get("acceptance"), get_task(task).primary_metric)}
     return reference, monitored
 
 
-def _predict(frame: pd.DataFrame, bundle_root: str, contract: Any) -> pd.DataFrame:
-    """A current file without predictions is scored by the production model (loaded with the trusted types)."""
-    from collabops.exchange.bundle import VerifiedBundle
-    from collabops.exchange.model_bundle import load_model
-
+def _predict(frame: pd.DataFrame, model_name: str, contract: Any) -> pd.DataFrame:
+    """A current file without predictions is scored by the production version's model (the one it serves)."""
     missing = [c for c in contract.feature_columns if c not in frame.columns]
     if missing:
         raise MonitoringError(f"the current data has no '{currents.PREDICTION}' column and lacks feature(s) "
                               f"{', '.join(missing)}, so the production model cannot predict it")
-    manifest = json.loads((Path(bundle_root) / "manifest.json").read_text(encoding="utf-8"))
-    model = load_model(VerifiedBundle(root=Path(bundle_root), manifest=manifest, signer=""))
+    version = Client().get_model_version(model_name, get_step_context().model_version.id)
+    model = version.get_model_artifact(names.TRAINED_MODEL).load()
     return frame.assign(**{currents.PREDICTION: model.predict(frame[contract.feature_columns])})
 
 
@@ -98,7 +94,7 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
         data = currents.join_outcomes(data, Path(source["outcomes"]), spec)
     frame = data.frame
     if currents.PREDICTION not in frame.columns or frame[currents.PREDICTION].isna().all():
-        frame = _predict(frame, monitored["bundle_root"], spec)
+        frame = _predict(frame, monitored["model_name"], spec)
     monitored_features = [c for c in spec.feature_columns if c not in (spec.time_column, spec.entity_column)]
     unknown = sorted(set(options.column_thresholds) - set(monitored_features))
     if unknown:

@@ -300,11 +300,14 @@ def data_bundle(frame: Any, private_key: Path, out: Path, contract: Path = CONTR
 
 
 def model_bundle(data_bundle_dir: Path, private_key: Path, out: Path, max_iter: int = 60,
-                 model_name: str = "parking-occupancy", trained_on: str | None = None) -> Path:
+                 model_name: str = "parking-occupancy", trained_on: str | None = None,
+                 promised_mae: float = 0.03, with_reference: bool = True) -> Path:
     """What ``run.py handover`` sends: a model fitted on a data bundle's data, signed by the university.
 
     ``trained_on`` is the data bundle id the manifest records (the gate's
     lineage to the holdout); ``max_iter=3`` makes a model the gate refuses.
+    ``promised_mae`` is the test error its metrics promise; ``with_reference``
+    False leaves out the monitoring reference (a bundle from before it existed).
     """
     import json
 
@@ -324,12 +327,13 @@ def model_bundle(data_bundle_dir: Path, private_key: Path, out: Path, max_iter: 
     model = build_model(contract, HistGradientBoostingRegressor(max_iter=max_iter, random_state=0))
     model.fit(frame[contract.feature_columns], frame[contract.target])
     reference = frame.drop(columns=contract.personal_columns)
-    metrics = {"test": {"overall": {"mae": 0.03}, "by_segment": {}}}
+    metrics = {"test": {"overall": {"mae": promised_mae}, "by_segment": {}}}
     path, _ = write_model_bundle(model, contract, metrics, profile(frame, contract), reference.head(500),
                                  "# test model\n", Producer(partner="university", stack="university-local"),
                                  load_signer("university", private_key), out,
                                  extra={"model": {"name": model_name, "version": str(max_iter),
-                                                  "training_data_bundle_id": trained_on or manifest["bundle_id"]}})
+                                                  "training_data_bundle_id": trained_on or manifest["bundle_id"]}},
+                                 monitoring_reference=reference if with_reference else None)
     return path
 
 

@@ -1,4 +1,10 @@
-"""``run.py`` as a new user meets it: a fresh clone, a fresh ZenML store, no prompts (subprocesses, own stores)."""
+"""``run.py`` as a new user meets it: a fresh clone, a fresh ZenML store, no prompts (subprocesses, own stores).
+
+The first command on a fresh clone sets everything up; here it is ``train``
+as the default partner on the example generator's data. The main job
+(``python run.py`` with no command, the whole collaboration loop) on a fresh
+clone is tested in ``tests/cli/test_main_job.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory) -> tuple[Workspace, object]:
-    """``python run.py`` with no arguments in a fresh clone with a fresh store.
+    """``python run.py train`` (no options) in a fresh clone with a fresh store.
 
     The clone's training config is the small one from tests/configs (the
     full-size one trains for minutes; the path through the code is the same).
@@ -22,13 +28,13 @@ def first_run(tmp_path_factory) -> tuple[Workspace, object]:
     base = tmp_path_factory.mktemp("first-run")
     ws = Workspace(copy_project(base / "clone"), base / "zenml-config", {"XDG_CONFIG_HOME": str(base / "home")})
     shutil.copy(FAST_CONFIG, ws.root / "configs" / "training.yaml")
-    result = ws.run()
+    result = ws.run("train")
     assert result.code == 0, result
     return ws, result
 
 
-def test_the_main_job_on_a_fresh_clone_sets_everything_up_and_trains(first_run):
-    """The README's promise: stacks registered, repository initialised, the default model trained and staged."""
+def test_the_first_command_on_a_fresh_clone_sets_everything_up_and_trains(first_run):
+    """Stacks registered, repository initialised, the default partner's model trained and staged: no prompt."""
     ws, result = first_run
     out = result.out
     assert "stack university-local: registered" in out and "stack industry-local: registered" in out
