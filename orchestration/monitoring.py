@@ -42,4 +42,4 @@ def orchestrator() -> Orchestrator:
     from zenml.client import Client
 
     component = Client().active_stack.orchestrator
-    return Orchestrator(name=component.name, flavor=component.flavor, schedulable=bool(component.is_schedulable))
+    return Orchestrator(name=component.name, flavor=component.flavor, schedulable=bool(component.config.is_schedulable))

@@ -108,8 +108,8 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
                            options.min_season_rows)
     strata = [c for c in (spec.segment_column,) if c and c in frame.columns]
     day = frame[spec.time_column].dt.floor("D", ambiguous=True, nonexistent="shift_forward")
-    drift = detect_drift(season.rows, frame.assign(_day=day), kinds, {c: options.threshold(c) for c in kinds},
-                         options.sample_rows, [*strata, "_day"], options.seed, options.sample_error_probability,
+    drift = detect_drift(season.rows, frame, kinds, {c: options.threshold(c) for c in kinds}, options.sample_rows,
+                         [*strata, day], options.seed, options.sample_error_probability,
                          prediction_column=currents.PREDICTION)
     problems = qualities.check_quality(frame, reference, spec,
                                        [c for c in spec.feature_columns if c != spec.time_column],

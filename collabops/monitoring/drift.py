@@ -98,19 +98,25 @@ class DriftResult:
                             for c in self.columns}}
 
 
+def evidently_column(series: pd.Series, kind: Kind) -> pd.Series:
+    """One column as Evidently reads it: categorical (text, categories, booleans) as text with missing values kept
+    missing (``True`` becomes ``"True"``: the distance compares shares per value, which this naming does not
+    change); numerical as float64 (NaN for missing)."""
+    if kind == "numerical":
+        return series.astype("float64")
+    if isinstance(series.dtype, pd.CategoricalDtype):  # convert the categories, not every row
+        return series.cat.rename_categories([str(c) for c in series.cat.categories]).astype("object").where(
+            series.notna(), None)
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.map({True: "True", False: "False"}).astype("object").where(series.notna(), None)
+    text = series.astype("object").where(series.notna(), None)
+    return text.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+
+
 def evidently_frame(frame: pd.DataFrame, kinds: dict[str, Kind]) -> pd.DataFrame:
-    """``frame[kinds]`` as Evidently reads it: categorical columns (text, categories, booleans) as text with
-    missing values kept missing (``True`` becomes ``"True"``: the distance compares shares per value, which this
-    naming does not change); numerical columns as float64 (NaN for missing)."""
-    out = {}
-    for column, kind in kinds.items():
-        series = frame[column]
-        if kind == "numerical":
-            out[column] = series.astype("float64")
-        else:
-            text = series.astype("object").where(series.notna(), None)
-            out[column] = text.map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    return pd.DataFrame(out, index=frame.index)
+    """``frame[kinds]`` as Evidently reads it (:func:`evidently_column` for each)."""
+    return pd.DataFrame({column: evidently_column(frame[column], kind) for column, kind in kinds.items()},
+                        index=frame.index)
 
 
 def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, Kind],
@@ -154,13 +160,16 @@ def exact_distance(reference: pd.Series, current: pd.Series, kind: Kind, thresho
 
 
 def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, Kind],
-                 thresholds: dict[str, float], sample_rows: int, strata: list[str], seed: int,
+                 thresholds: dict[str, float], sample_rows: int, strata: list[str | pd.Series], seed: int,
                  error_probability: float, prediction_column: str | None = None) -> DriftResult:
     """Compare every column of ``kinds`` between ``reference`` (the season) and ``current`` (see the module).
 
     ``thresholds``: one per column of ``kinds``. ``current`` larger than
     ``sample_rows`` is sampled (:func:`stratified_sample` over ``strata``,
-    ``seed``). Raises ``ValueError`` when either frame has no rows.
+    column names or Series aligned with ``current``; ``seed``). The current
+    rows are never copied as a whole: a column is converted for Evidently on
+    every row only when it is measured on every row. Raises ``ValueError``
+    when either frame has no rows.
     """
     if len(reference) == 0 or len(current) == 0:
         raise ValueError("detect_drift needs reference and current rows")
@@ -168,20 +177,20 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str
     sampled = len(sample) < len(current)
     ref_frame = evidently_frame(reference, kinds)
     snapshot, values = evidently_report(ref_frame, evidently_frame(sample, kinds), kinds, thresholds)
-    full = evidently_frame(current, kinds) if sampled else None
     results = []
     for column, kind in kinds.items():
         value, threshold, method = values[column]
         distance, bound, exact = value, None, not sampled
-        if sampled and full is not None:
+        if sampled:
             if kind == "numerical":
-                column_values = full[column].dropna().to_numpy()
-                spread = float(column_values.max() - column_values.min()) if len(column_values) else 0.0
+                low, high = current[column].min(), current[column].max()
+                spread = float(high - low) if pd.notna(low) and pd.notna(high) else 0.0
                 norm = max(float(np.std(ref_frame[column].dropna())), 0.001)  # Evidently's norm
                 bound = wasserstein_bound(sample[column].dropna().to_numpy(dtype=float), spread, norm,
                                           int(sample[column].notna().sum()), error_probability)
             if kind == "categorical" or abs(value - threshold) <= (bound or 0.0):
-                distance, exact = exact_distance(ref_frame[column], full[column], kind, threshold), True
+                distance = exact_distance(ref_frame[column], evidently_column(current[column], kind), kind, threshold)
+                exact = True
         results.append(ColumnDrift(column=column, kind=kind, method=method, threshold=threshold, distance=distance,
                                    drifted=distance >= threshold, sampled=value, bound=bound, exact=exact))
     return DriftResult(columns=results, reference_rows=len(reference), current_rows=len(current),

@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 
 
-def stratified_sample(frame: pd.DataFrame, strata: list[str], n: int, seed: int) -> pd.DataFrame:
+def stratified_sample(frame: pd.DataFrame, strata: list[str | pd.Series], n: int, seed: int) -> pd.DataFrame:
     """``n`` rows of ``frame`` (all of them when it has no more), in proportion from every stratum.
 
-    ``strata``: columns whose value combinations are the strata (missing
-    values form their own stratum). Each stratum gives
+    ``strata``: column names or Series aligned with ``frame`` (a derived key,
+    such as the local day, without copying the frame) whose value
+    combinations are the strata (missing values form their own stratum). Each stratum gives
     ``round(size * n / len(frame))`` rows drawn at random without
     replacement (``numpy.random.default_rng(seed)``); the same frame, ``n``
     and ``seed`` give the same rows. The result keeps ``frame``'s row order
@@ -46,7 +47,8 @@ def stratified_sample(frame: pd.DataFrame, strata: list[str], n: int, seed: int)
     if n >= len(frame):
         return frame
     rng = np.random.default_rng(seed)
-    keys = frame.groupby(strata, sort=False, dropna=False, observed=True).ngroup().to_numpy() if strata else \
+    by = [frame[key] if isinstance(key, str) else key for key in strata]
+    keys = frame.groupby(by, sort=False, dropna=False, observed=True).ngroup().to_numpy() if by else \
         np.zeros(len(frame), dtype=np.int64)
     fraction = n / len(frame)
     order = np.argsort(rng.random(len(frame)), kind="stable")  # a random permutation, then stable per stratum

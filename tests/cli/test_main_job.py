@@ -2,8 +2,8 @@
 
 A fresh copy of the repository with a fresh ZenML store, its own
 ``XDG_CONFIG_HOME`` and ``XDG_DATA_HOME`` (the demo keys and data must land
-there, outside the clone), and the small training configuration from
-tests/configs (the path through the code is the same as the full-size one).
+there, outside the clone), and the loop's training configuration from
+tests/configs/loop.yaml (the path through the code is the same as the full-size one).
 The prediction service the loop leaves running is stopped at the end by
 ``undeploy`` and, should that leave it alive, by its PID.
 """
@@ -22,13 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_CONFIG, ROOT, CliResult, Workspace, copy_project
+from tests.conftest import ROOT, CliResult, Workspace, copy_project
 
 pytestmark = pytest.mark.slow
 
+LOOP_CONFIG = ROOT / "tests" / "configs" / "loop.yaml"
+"""20 car parks (as the default) on two months of history, with a smaller search: see the file."""
+
 LABELS = ["demo keys and data", "industry export", "university train", "university handover", "industry import",
-          "industry gate+deploy", "live: January", "industry monitor", "live: February (drift)", "industry monitor",
-          "university retrain", "university handover", "industry import", "industry gate+deploy", "live: March",
+          "industry gate+deploy", "live: January", "industry monitor", "live: Feb 1-14 (drift)", "industry monitor",
+          "university retrain", "university handover", "industry import", "industry gate+deploy", "live: Feb 15-28",
           "industry monitor", "industry status"]
 STAGE = re.compile(r"^\[\s*(\d+)/(\d+)\] (.{22}) +([0-9.]+) s  (.*)$", re.MULTILINE)
 
@@ -76,7 +79,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     config_home, data_home = base / "config-home", base / "data-home"
     ws = Workspace(copy_project(base / "clone"), base / "zenml-config",
                    {"XDG_CONFIG_HOME": str(config_home), "XDG_DATA_HOME": str(data_home)})
-    shutil.copy(FAST_CONFIG, ws.root / "configs" / "training.yaml")
+    shutil.copy(LOOP_CONFIG, ws.root / "configs" / "training.yaml")
     project = config_home / "collabops" / "demo" / "parking.yaml"
     pids: list[int] = []
     try:
@@ -108,17 +111,27 @@ def test_every_stage_runs_in_order_with_its_line(loop: Loop) -> None:
     assert re.match(r"version 1 staged \(test MAE 0\.\d+\)$", results[3])
     assert re.match(r"version 2 in production at http://127\.0\.0\.1:\d+; gate passed", results[6])
     assert re.match(r"[\d,]+ rows of live-2025-01 in \d+ requests to version 2", results[7])
-    assert re.match(r"[\d,]+ rows of live-2025-02 in \d+ requests to version 2", results[9])
+    assert re.match(r"[\d,]+ rows of live-2025-02-01-to-14 in \d+ requests to version 2", results[9])
     assert re.match(r"version \d+ in production at http://127\.0\.0\.1:\d+; gate passed", results[14])
     assert "Traceback" not in loop.first.out + loop.first.err
 
 
-def test_the_verdicts_are_ok_then_drift_then_ok_within_the_promise(loop: Loop) -> None:
+def _live_ratio(result: str) -> float:
+    return float(re.search(r"= ([0-9.]+) x the promised", result).group(1))
+
+
+def test_the_verdicts_are_ok_then_drift_then_the_retrained_model_keeps_its_promise(loop: Loop) -> None:
+    """January is ok; the drifted weeks are drift; the retrained model's live error on the next two weeks is back
+    under monitoring.max_error_ratio (1.25) times what it promised, and far below the old model's on the drift.
+
+    (The small test configuration's promise comes from a two-day test period, so the final ratio varies around
+    1.0-1.25 from one data realisation to the next: ``ok`` or a ``warning``, never ``drift``.)"""
     results = {index: result for index, _, _, result in stages(loop.first.out)}
     assert results[8].startswith("ok"), results[8]
     assert results[10].startswith("drift") and "retraining bundle" in results[10], results[10]
-    assert results[16].startswith("ok") and "(within the promise)" in results[16], results[16]
-    assert "verdicts:      ok, drift, ok" in loop.first.out
+    assert results[16].split(",")[0] in ("ok", "warning"), results[16]
+    assert _live_ratio(results[16]) <= 1.25 < _live_ratio(results[10]), (results[10], results[16])
+    assert re.search(r"verdicts:\s+ok, drift, (ok|warning)", loop.first.out)
 
 
 def test_production_moves_from_none_to_the_retrained_version(loop: Loop) -> None:

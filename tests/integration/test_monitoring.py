@@ -174,3 +174,14 @@ def test_no_inference_log_yet_is_a_clear_error(world):
     done = run_cli("monitor", "--project", world.project, "--since", "2025-01-01", "--partner", "industry",
                    "--no-export")
     assert_refused(done, "no inference log at", "--data FILE")
+
+
+def test_a_schedule_on_the_local_orchestrator_prints_the_crontab_line_and_registers_nothing(world):
+    before = run_names("monitoring")
+    done = run_cli("monitor", "--project", world.project, "--schedule", "0 6 * * *", "--partner", "industry",
+                   "--no-export")
+    assert done.code == 0, done
+    assert "(flavor local) of this stack does not run schedules, so nothing was registered" in done.out
+    line = done.out.strip().splitlines()[-1]
+    assert line.startswith("0 6 * * * cd ") and " monitor --partner industry" in line and str(world.project) in line
+    assert run_names("monitoring") == before
