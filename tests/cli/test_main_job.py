@@ -188,3 +188,51 @@ def test_a_second_run_reuses_keys_and_data_and_does_nothing_twice(loop: Loop) ->
     data = loop.demo_data / "data"
     assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == loop.data_before
     assert loop.ws.run("stacks").out.count("up to date") == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_dashboard_server_serves_the_evidently_report_of_a_monitoring_run(loop: Loop) -> None:
+    """The local ZenML server (what `zenml login --local` starts for the dashboard) answers the dashboard's own
+    request for the drift report's visualization with Evidently's HTML, naming the monitored columns.
+
+    The server is a real process on 127.0.0.1, on this world's store; it is stopped with `zenml logout --local`
+    and, should that leave it alive, by the PID its daemon recorded.
+    """
+    import json
+    import subprocess
+    import sys
+
+    zenml = [sys.executable, "-c", "from zenml.cli.cli import cli; cli()"]
+    port = _free_port()
+    env = {**loop.ws.env, "ZENML_AUTO_OPEN_DASHBOARD": "false"}
+    pid_file = loop.ws.zenml_config / "zen_server" / "daemon" / "service.pid"
+    try:
+        started = subprocess.run([*zenml, "login", "--local", "--port", str(port), "--ip-address", "127.0.0.1"],
+                                 cwd=loop.ws.root, env=env, capture_output=True, text=True, timeout=300,
+                                 stdin=subprocess.DEVNULL)
+        assert started.returncode == 0, started.stdout + started.stderr
+        api = f"http://127.0.0.1:{port}/api/v1"
+        with urllib.request.urlopen(f"{api}/artifact_versions?artifact=drift_report&sort_by=desc:created",
+                                    timeout=30) as answer:
+            reports = json.loads(answer.read())["items"]
+        assert len(reports) >= 3 and {r["body"]["artifact"]["name"] for r in reports} == {"drift_report"}
+        with urllib.request.urlopen(f"{api}/artifact_versions/{reports[0]['id']}/visualize?index=0",
+                                    timeout=60) as answer:
+            shown = json.loads(answer.read())
+        assert shown["type"] == "html"
+        assert shown["value"].lstrip().lower().startswith("<!doctype html>")
+        for column in ("price_per_hour", "temperature_c", "prediction"):
+            assert column in shown["value"], column
+    finally:
+        subprocess.run([*zenml, "logout", "--local"], cwd=loop.ws.root, env=env, capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+        if pid_file.is_file():
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)

@@ -1,6 +1,6 @@
 """``run.py monitor`` on the industry stack: a normal month is ``ok``, a drifted month is ``drift`` and sends data back.
 
-The industry exports a year (keeping its holdout), imports a model bundle
+The industry exports three months of 2024 (keeping its holdout), imports a model bundle
 fitted on the exported rows (the format ``run.py handover`` writes, with its
 monitoring reference) and the version is put in production directly (the
 gate and the service are tested in test_deployment.py; monitoring a period
@@ -82,7 +82,7 @@ def world(tmp_path_factory) -> World:
     exchange = base / "exchange-out"
     project = write_project(base / "industry", model_name=model_name, keys_dir=keys,
                             monitoring={"exchange_dir": str(exchange)})
-    year = example_data(months=12, car_parks=8, seed=7, start="2024-01-01")
+    year = example_data(months=3, car_parks=8, seed=7, start="2024-01-01")  # covers the season of Jan and Feb
     raw = base / "year.parquet"
     year.to_parquet(raw, index=False)
     done = run_cli("export-data", "--project", project, "--data", raw, "--out", base / "exchange", "--private-key",
