@@ -35,7 +35,8 @@ def add_commands(commands: Any) -> None:
     monitor.add_argument("--no-export", action="store_true", help="never export a retraining bundle, even on drift")
     monitor.add_argument("--private-key", type=Path, default=None,
                          help="the industry's signing key for a retraining bundle (default: "
-                              "$COLLABOPS_PRIVATE_KEY_FILE, else ~/.config/collabops/keys/<partner>.key)")
+                              "$COLLABOPS_PRIVATE_KEY_FILE, else $XDG_CONFIG_HOME/collabops/keys/<partner>.key, "
+                              "~/.config by default)")
     stack_options(monitor)
 
 
@@ -50,14 +51,47 @@ def _check_options(args: argparse.Namespace, time_zone: str) -> None:
     for option, path in (("--data", args.data), ("--outcomes", args.outcomes)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{option} {path}: file not found")
-    if args.schedule is not None and len(args.schedule.split()) != CRON_FIELDS:
-        raise ConfigError(f"--schedule '{args.schedule}' is not a cron expression of {CRON_FIELDS} fields "
+    if args.schedule is not None:
+        check_cron(args.schedule)
+        if args.since or args.data is not None:
+            raise ConfigError("--schedule monitors what the service logged since the last run; --since, --until "
+                              "and --data are for one run")
+
+
+CRON_RANGES = ((0, 59, "minute"), (0, 23, "hour"), (1, 31, "day of month"), (1, 12, "month"), (0, 7, "day of week"))
+CRON_NAMES = {3: ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+              4: ("sun", "mon", "tue", "wed", "thu", "fri", "sat")}
+
+
+def check_cron(expression: str) -> None:
+    """``ConfigError`` unless ``expression`` is a five-field cron schedule (crontab(5): numbers in each field's
+    range, ``*``, ranges ``a-b``, steps ``/n``, lists ``a,b``; month and weekday names as three letters)."""
+    import re
+
+    fields = expression.split()
+    if len(fields) != CRON_FIELDS:
+        raise ConfigError(f"--schedule '{expression}' is not a cron expression of {CRON_FIELDS} fields "
                           "(minute hour day-of-month month day-of-week, e.g. '0 6 * * *')")
+    for index, (field, (low, high, name)) in enumerate(zip(fields, CRON_RANGES, strict=True)):
+        names = CRON_NAMES.get(index, ())
+        for part in field.split(","):
+            match = re.fullmatch(r"(\*|[0-9a-zA-Z]+(?:-[0-9a-zA-Z]+)?)(?:/([0-9]+))?", part)
+            if match is None or (match.group(2) is not None and int(match.group(2)) < 1):
+                raise ConfigError(f"--schedule '{expression}': '{part}' is not a valid {name} field")
+            if match.group(1) == "*":
+                continue
+            for value in match.group(1).split("-"):
+                number = names.index(value.lower()) + (1 if index == 3 else 0) if value.lower() in names else (
+                    int(value) if value.isdigit() else None)
+                if number is None or not low <= number <= high:
+                    raise ConfigError(f"--schedule '{expression}': {name} '{value}' is not in {low}-{high}"
+                                      + (f" or one of {', '.join(names)}" if names else ""))
 
 
 def _export(project: Any, args: argparse.Namespace, partner: str) -> tuple[dict[str, Any] | None, str]:
     """The export parameters for a drift, or None and why not."""
     from collabops.data.contract import load_contract
+    from collabops.data.dataset import file_columns
     from collabops.exchange.pseudonymise import load_key
     from collabops.exchange.signing import load_signer
     from orchestration import workspace
@@ -68,9 +102,14 @@ def _export(project: Any, args: argparse.Namespace, partner: str) -> tuple[dict[
     if rows is None:
         return None, ("on drift no retraining bundle can be exported: the inference log has no outcomes and no "
                       "personal columns; give the period's full rows with --outcomes FILE")
+    contract = load_contract(project.contract_path)
+    lacking = [c for c in contract.column_names if c not in file_columns(rows)]
+    if lacking:
+        return None, (f"on drift no retraining bundle can be exported: {rows} lacks the contract column(s) "
+                      f"{', '.join(lacking)}, which an export needs")
     try:
         load_signer(partner, args.private_key)
-        if load_contract(project.contract_path).personal_columns:
+        if contract.personal_columns:
             load_key(project.exchange.pseudonymisation_key_env, project.pseudonymisation_key_path)
     except ConfigError as exc:
         return None, f"on drift no retraining bundle can be exported: {exc}"
@@ -100,13 +139,17 @@ def monitor(args: argparse.Namespace) -> int:
         raise ConfigError(f"stack '{stack}' has no collabops model deployer, so there is no inference log; give the "
                           "period's rows with --data FILE")
     last = production.metadata.get(names.MONITORING_METADATA) or {}
+    since_last = not (args.since or args.data)
     # Without dates: what the service logged after the last monitoring, else after the version went into
     # production (the deploy's smoke-test requests come before that and are not production traffic).
     deployed_at = (production.metadata.get(names.DEPLOYMENT_METADATA) or {}).get("deployed_at")
     source = {"data": str(args.data.resolve()) if args.data else None, "log_dir": log_dir,
-              "after": None if (args.since or args.data) else (last.get("watermark") or deployed_at),
+              "after": (last.get("watermark") or deployed_at) if since_last else None,
+              "since_last": since_last, "previous_watermark": last.get("watermark"),
               "since": args.since, "until": args.until,
               "outcomes": str(args.outcomes.resolve()) if args.outcomes else None}
+    if not args.schedule:
+        _check_rows(args, contract, production.number, log_dir, source)
     export, export_note = _export(project, args, partner or "industry")
     config = {"model": {"name": project.model_name, "version": production.number},
               "parameters": {"contract_path": str(project.contract_path), "model_name": project.model_name,
@@ -135,20 +178,65 @@ def monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_rows(args: argparse.Namespace, contract: Any, version: str, log_dir: str | None,
+                source: dict[str, Any]) -> None:
+    """Refuse, before any run exists, a period without rows and files the contract refuses (one message)."""
+    from collabops.data.dataset import file_columns
+    from collabops.errors import MonitoringError
+    from collabops.monitoring import current as currents
+
+    period = currents.parse_period(args.since, args.until, contract.time_zone)
+    if args.data is not None:
+        rows = len(currents.read_current_file(args.data, contract, period).frame)
+        where = f"{args.data}" + (f" in the period {period.describe()}" if period.given else "")
+    else:
+        if not Path(log_dir or "").is_dir():
+            raise MonitoringError(f"no inference log at {log_dir}: the service has not served this model on this "
+                                  "stack (deploy it, or give the period's rows with --data FILE)")
+        rows = currents.count_log_rows(Path(log_dir or ""), contract, version, source.get("after"), period)
+        where = (f"the inference log {log_dir}" + (f" in the period {period.describe()}" if period.given else
+                                                  f" served after {source['after']}" if source.get("after") else ""))
+    if rows == 0:
+        raise MonitoringError(f"no rows of model version {version} to monitor in {where}; send requests to the "
+                              "service (it writes its log every deployment.serving.log_flush_seconds), or give "
+                              "--data FILE or other dates")
+    if args.outcomes is not None:
+        needed = [c for c in [*contract.key_columns, contract.target] if c not in file_columns(args.outcomes)]
+        if needed:
+            raise ConfigError(f"--outcomes {args.outcomes}: missing column(s) {', '.join(needed)} (outcomes need "
+                              "the key columns and the target)")
+
+
 def _schedule(args: argparse.Namespace, project: Any, config: dict[str, Any], partner: str | None) -> int:
     from orchestration import monitoring, names
     from orchestration.runs import run_pipeline
 
     orchestrator = monitoring.orchestrator()
     if not orchestrator.schedulable:
-        command = [sys.executable, str(project.root / "run.py"), "--project", str(Path(project.source)), "monitor",
+        import os
+
+        checkout = Path(__file__).resolve().parents[1]  # the checkout whose run.py this is
+        command = [sys.executable, str(checkout / "run.py"), "--project", str(Path(project.source)), "monitor",
                    "--partner", partner or "industry"]
         if args.outcomes:
             command += ["--outcomes", str(args.outcomes.resolve())]
+        if args.no_export:
+            command.append("--no-export")
+        if args.private_key:
+            command += ["--private-key", str(args.private_key.resolve())]
+        log = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "collabops" / \
+            f"monitoring-{project.model_name}.log"
+        settings = {k: os.environ[k] for k in ("ZENML_CONFIG_PATH", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                                                "COLLABOPS_PRIVATE_KEY_FILE") if os.environ.get(k)}
+        prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in settings.items())
+        log.parent.mkdir(parents=True, exist_ok=True)
         print(f"the orchestrator '{orchestrator.name}' (flavor {orchestrator.flavor}) of this stack does not run "
-              "schedules, so nothing was registered. Add this line to your crontab (`crontab -e`) instead:")
-        print(f"{args.schedule} cd {shlex.quote(str(project.root))} && {shlex.join(command)} "
-              f">> {shlex.quote(str(project.root / 'monitoring.log'))} 2>&1")
+              "schedules, so nothing was registered. Add this line to your crontab (`crontab -e`) instead; each "
+              f"run appends to {log}"
+              + (" (--outcomes is read again at every run: keep that file up to date)" if args.outcomes else "")
+              + ":")
+        print(f"{args.schedule} cd {shlex.quote(str(checkout))} && {prefix}{shlex.join(command)} "
+              f">> {shlex.quote(str(log))} 2>&1")
         return 0
     config = {**config, "schedule": {"cron_expression": args.schedule, "name": f"monitor-{project.model_name}"}}
     run_pipeline(names.MONITORING, config, partner)

@@ -25,7 +25,7 @@ def monitoring_pipeline(contract_path: str, model_name: str, task: str, settings
     contract = load_data_contract(contract_path)
     reference, monitored = load_monitoring_reference(model_name, contract, task)
     _report, summary = monitor_period(reference, monitored, contract, task, settings, source)
-    bundle = None
+    record_monitoring(summary)  # the verdict is kept even if an export below fails
     if export and summary.load()["verdict"] == "drift":
         rows, request = collect_retraining_rows(summary, contract, export["rows_path"])
         exportable, _holdout = hold_out_acceptance(rows, contract, export["holdout_fraction"], export["bundle_id"])
@@ -34,5 +34,4 @@ def monitoring_pipeline(contract_path: str, model_name: str, task: str, settings
         write_data_bundle_step(pseudonymised, contract, data_profile, export["out_dir"], export["partner"],
                                export["bundle_id"], export["private_key"], export["code_revision"],
                                retraining_request=request)
-        bundle = f"{export['out_dir']}/data-{export['bundle_id']}"  # where write_data_bundle puts it
-    record_monitoring(summary, bundle)
+        record_monitoring(summary, f"{export['out_dir']}/data-{export['bundle_id']}")  # where it was written

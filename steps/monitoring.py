@@ -61,9 +61,14 @@ def _predict(frame: pd.DataFrame, model_name: str, contract: Any) -> pd.DataFram
     if missing:
         raise MonitoringError(f"the current data has no '{currents.PREDICTION}' column and lacks feature(s) "
                               f"{', '.join(missing)}, so the production model cannot predict it")
+    import warnings
+
     version = Client().get_model_version(model_name, get_step_context().model_version.id)
     model = version.get_model_artifact(names.TRAINED_MODEL).load()
-    return frame.assign(**{currents.PREDICTION: model.predict(frame[contract.feature_columns])})
+    with warnings.catch_warnings():  # new categories are the quality check's to report, once, by name
+        warnings.filterwarnings("ignore", message="Found unknown categories", category=UserWarning)
+        predicted = model.predict(frame[contract.feature_columns])
+    return frame.assign(**{currents.PREDICTION: predicted})
 
 
 @step(enable_cache=False)
@@ -85,7 +90,7 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
         data = currents.read_inference_log(Path(source["log_dir"]), spec, monitored["version"],
                                            None if period.given else source.get("after"), period)
     if not len(data.frame):
-        where = f"between {period.describe()}" if period.given else (
+        where = f"in the period {period.describe()}" if period.given else (
             f"since the last monitoring (served after {source['after']})" if source.get("after") else "yet")
         raise MonitoringError(f"no rows of model version {monitored['version']} to monitor {where} in "
                               f"{data.source}" + (f" ({'; '.join(data.notes)})" if data.notes else "")
@@ -113,7 +118,7 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
                          prediction_column=currents.PREDICTION)
     problems = qualities.check_quality(frame, reference, spec,
                                        [c for c in spec.feature_columns if c != spec.time_column],
-                                       options.max_null_increase)
+                                       options.max_null_increase, prediction=currents.PREDICTION)
     live = measure_live_error(frame, spec, get_task(task), currents.PREDICTION, monitored["promise"])
     verdict = decide(len(frame), drift, season, problems, live, options, data.notes)
     context = get_step_context()
@@ -124,7 +129,9 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
                "period": data.period(spec.time_column), "rows": len(frame), "outcome_rows": data.outcomes,
                "season": season.describe(), "drift": drift.summary(),
                "quality": qualities.summary(problems), "live_error": live.summary() if live else None,
-               "watermark": data.watermark or source.get("after"), "retraining_bundle": None}
+               # only a run over what was served since the last one moves the point the next one starts from
+               "watermark": (data.watermark or source.get("after")) if source.get("since_last") else
+               source.get("previous_watermark"), "retraining_bundle": None}
     log_metadata(metadata={"verdict": verdict.verdict, "reasons": verdict.ordered(), "rows": len(frame)})
     return HTMLString(drift.html()), summary
 
@@ -133,7 +140,9 @@ def monitor_period(reference: pd.DataFrame, monitored: dict, contract: dict, tas
 def record_monitoring(summary: dict, retraining_bundle: str | None = None) -> Annotated[dict, "monitoring_record"]:
     """Put the verdict on the production version's metadata (what ``run.py status`` shows); nothing else changes.
 
-    ``retraining_bundle``: the data bundle a drift exported, when it did.
+    ``retraining_bundle``: the data bundle a drift exported, when it did: the
+    pipeline records the verdict first and again with the bundle once it is
+    written, so a failed export never loses the verdict.
     """
     record = {k: summary[k] for k in ("verdict", "reasons", "at", "run", "run_id", "period", "rows", "outcome_rows",
                                       "live_error", "watermark")}

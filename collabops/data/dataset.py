@@ -175,6 +175,23 @@ def _utf8_problem(path: Path) -> str:
     return "not valid UTF-8 text; save the file as UTF-8"
 
 
+def file_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV (its header) or Parquet file (its schema), without reading rows.
+
+    Raises ``DataError`` as :func:`check_readable` does, or naming the file when it cannot be parsed.
+    """
+    path = Path(path)
+    kind = check_readable(path)
+    try:
+        if kind == "csv":
+            return _csv_header(path)
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # noqa: BLE001 - csv's and pyarrow's errors on a damaged file
+        raise DataError(f"{path}: cannot be read as {kind}: {str(exc).splitlines()[0]}") from None
+
+
 def check_readable(path: Path) -> str:
     """The file's kind (``csv`` or ``parquet``), or a ``DataError`` if it is missing, empty or of another type."""
     kind = SUFFIXES.get(path.suffix.lower())

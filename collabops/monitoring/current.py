@@ -170,6 +170,38 @@ def read_inference_log(folder: Path, contract: DataContract, model_version: str,
     return CurrentData(frame=frame, source=f"inference log {folder}", notes=notes, watermark=watermark)
 
 
+def count_log_rows(folder: Path, contract: DataContract, model_version: str, after: str | None = None,
+                   period: Period | None = None) -> int:
+    """How many rows :func:`read_inference_log` would return, reading only the time, version and ``served_at``
+    columns (for a refusal before any run); 0 when the folder does not exist."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not folder.is_dir():
+        return 0
+    threshold = pd.Timestamp(after) if after else None
+    count = 0
+    for path in sorted(folder.glob(LOG_PATTERN)):
+        try:
+            file = pq.ParquetFile(path)
+            wanted = [c for c in (contract.time_column, "model_version", "served_at") if c in file.schema_arrow.names]
+            table = file.read(columns=wanted)
+        except Exception:  # noqa: BLE001 - unreadable files are the run's to report
+            continue
+        if "model_version" in table.column_names:
+            table = table.filter(pc.equal(pc.cast(table["model_version"], pa.string()), str(model_version)))
+        if threshold is not None and "served_at" in table.column_names:
+            table = table.filter(pc.greater(table["served_at"].cast(pa.int64()), threshold.value))
+        if period is not None and period.given and contract.time_column in table.column_names:
+            times = table[contract.time_column].to_pandas()
+            if getattr(times.dt, "tz", None) is not None:
+                count += int(period.mask(times.dt.tz_convert(contract.time_zone)).sum())
+            continue
+        count += table.num_rows
+    return count
+
+
 def read_current_file(path: Path, contract: DataContract, period: Period | None = None) -> CurrentData:
     """The rows of a CSV/Parquet file, checked by the contract (its one rule set), inside ``period``.
 
@@ -233,6 +265,9 @@ def join_outcomes(current: CurrentData, path: Path, contract: DataContract) -> C
             outcomes[key] = outcomes[key].astype(str)
     merged = joinable.merge(outcomes, on=keys, how="left", validate="many_to_one")
     arrived = merged[contract.target].to_numpy()
+    if len(outcomes) and not pd.notna(arrived).any():
+        current.notes.append(f"outcomes file {path}: none of its {len(outcomes):,} rows match a row of the period by "
+                             f"({', '.join(keys)}); is it the right file?")
     if contract.target in rows.columns:
         rows[contract.target] = rows[contract.target].where(rows[contract.target].notna(), arrived)
     else:

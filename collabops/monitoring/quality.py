@@ -40,8 +40,9 @@ class QualityProblem:
 
 
 def check_quality(current: pd.DataFrame, reference: pd.DataFrame, contract: DataContract, columns: list[str],
-                  max_null_increase: float) -> list[QualityProblem]:
-    """Every problem of ``current`` in ``columns`` (contract feature columns), against ``reference``.
+                  max_null_increase: float, prediction: str | None = None) -> list[QualityProblem]:
+    """Every problem of ``current`` in ``columns`` (contract feature columns), against ``reference``; with
+    ``prediction`` (a column name), predictions outside the target's range in the contract too.
 
     Both frames are typed by the contract (``contract.validate``). Returns the
     problems in column order, an empty list when there are none.
@@ -79,6 +80,17 @@ def check_quality(current: pd.DataFrame, reference: pd.DataFrame, contract: Data
                                                f"{len(outside):,} value(s) outside the reference's range "
                                                f"[{low:g}, {high:g}] (from {float(outside.min()):g} to "
                                                f"{float(outside.max()):g})"))
+    if prediction and prediction in current.columns:
+        target = contract.column(contract.target)
+        values = current[prediction].dropna()
+        below = values < target.min if target.min is not None else pd.Series(False, index=values.index)
+        above = values > target.max if target.max is not None else pd.Series(False, index=values.index)
+        outside = values[below | above]
+        if len(outside):
+            problems.append(QualityProblem(prediction, "out_of_range", len(outside),
+                                           f"{len(outside):,} prediction(s) outside the target's range in the "
+                                           f"contract, {target.describe_domain()} (from {float(outside.min()):g} "
+                                           f"to {float(outside.max()):g})"))
     return problems
 
 

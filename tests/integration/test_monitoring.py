@@ -25,12 +25,14 @@ tests/unit/test_monitoring_drift.py for the same decisions over several seeds.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import (
+    CONTRACT,
     assert_refused,
     data_bundle,
     example_data,
@@ -170,10 +172,18 @@ def test_a_bundle_without_a_reference_is_refused_in_one_line(world, tmp_path):
     assert _production(model_name)[0] == "1"
 
 
-def test_no_inference_log_yet_is_a_clear_error(world):
-    done = run_cli("monitor", "--project", world.project, "--since", "2025-01-01", "--partner", "industry",
-                   "--no-export")
+def test_no_inference_log_yet_is_a_clear_error_before_any_run(world, tmp_path):
+    model_name = unique("never-served")
+    project = write_project(tmp_path / "industry", model_name=model_name, keys_dir=world.project.parent.parent / "keys")
+    exported = data_bundle(example_data(months=2, car_parks=4, seed=5, start="2024-01-01"), world.industry_key,
+                           tmp_path / "exchange")
+    bundle = model_bundle(exported, world.base / "university-home" / "university.key", tmp_path / "models",
+                          model_name=model_name)
+    _to_production(model_name, _import(project, bundle))
+    before = run_names("monitoring")
+    done = run_cli("monitor", "--project", project, "--since", "2025-01-01", "--partner", "industry", "--no-export")
     assert_refused(done, "no inference log at", "--data FILE")
+    assert run_names("monitoring") == before
 
 
 def test_a_schedule_on_the_local_orchestrator_prints_the_crontab_line_and_registers_nothing(world):
@@ -185,3 +195,42 @@ def test_a_schedule_on_the_local_orchestrator_prints_the_crontab_line_and_regist
     line = done.out.strip().splitlines()[-1]
     assert line.startswith("0 6 * * * cd ") and " monitor --partner industry" in line and str(world.project) in line
     assert run_names("monitoring") == before
+
+
+def _served(world: World, frame, model_version: str) -> Path:
+    """Rows as the service logs them, in the stack's inference-log folder of the world's model."""
+    import numpy as np
+    import pandas as pd
+
+    from collabops.data.contract import load_contract
+    from orchestration.monitoring import inference_log_dir
+    from orchestration.workspace import activate
+
+    contract = load_contract(CONTRACT)
+    activate("industry-local")
+    folder = Path(inference_log_dir(world.model_name))
+    folder.mkdir(parents=True, exist_ok=True)
+    logged = contract.validate(frame, "served", columns=contract.feature_columns).assign(
+        prediction=frame[contract.target].to_numpy(), model_version=model_version, bundle_id="b",
+        served_at=pd.Timestamp.now(tz="UTC") + pd.to_timedelta(np.arange(len(frame)), unit="us"))
+    path = folder / f"inference-20250201T000000-1-{len(list(folder.glob('*.parquet'))):06d}.parquet"
+    logged.to_parquet(path, index=False)
+    return path
+
+
+def test_dates_and_files_never_move_the_point_the_next_default_run_starts_from(world):
+    """A newcomer's finding: a one-day --since/--until run used to hide the rest of what was served."""
+    import pandas as pd
+
+    version = _production(world.model_name)[0]
+    month = pd.read_csv(world.normal)
+    _served(world, month, version)
+    first = run_cli("monitor", "--project", world.project, "--partner", "industry", "--no-export",
+                    "--since", "2025-01-01", "--until", "2025-01-02")
+    assert first.code == 0, first
+    assert re.search(r"Monitoring run '\S+': 384 rows", first.out)  # 2 days x 24 h x 8 car parks
+    everything = run_cli("monitor", "--project", world.project, "--partner", "industry", "--no-export")
+    assert everything.code == 0, everything
+    assert f"{len(month):,} rows from 2025-01-01" in everything.out
+    again = run_cli("monitor", "--project", world.project, "--partner", "industry", "--no-export")
+    assert_refused(again, f"no rows of model version {version} to monitor", "served after")

@@ -263,3 +263,42 @@ def test_a_category_the_reference_never_saw_is_named_and_above_max_new_share_war
     assert len(new) == 1 and "'hospital'" in new[0].detail and new[0].rows == count
     assert verdict.verdict == level, verdict.ordered()
     assert any("'hospital'" in reason for reason in verdict.reasons)
+
+
+# --- found by a newcomer ------------------------------------------------------------------------------------------
+
+
+def test_an_outcomes_file_matching_no_row_is_named_and_never_a_silent_ok(tmp_path):
+    frame = _data()
+    _log_file(tmp_path / "log", frame, 1)
+    current = currents.read_inference_log(tmp_path / "log", CONTRACT, VERSION)
+    elsewhere = frame.assign(timestamp=frame[TIME] - pd.DateOffset(years=2))
+    outcomes = tmp_path / "outcomes.csv"
+    elsewhere.to_csv(outcomes, index=False)
+    joined = currents.join_outcomes(current, outcomes, CONTRACT)
+    assert joined.outcomes == 0
+    assert any(f"outcomes file {outcomes}: none of its {len(frame):,} rows match" in n for n in joined.notes)
+    verdict, _ = _verdict(joined.frame, frame, joined.notes)
+    assert verdict.verdict == "warning"
+
+
+def test_predictions_outside_the_targets_contract_range_are_a_quality_problem():
+    frame = _data().assign(prediction=7.0)
+    problems = check_quality(frame, frame, CONTRACT, QUALITY_COLUMNS, SETTINGS.max_null_increase,
+                             prediction="prediction")
+    found = [p for p in problems if p.column == "prediction"]
+    assert len(found) == 1 and found[0].rows == len(frame)
+    assert "outside the target's range in the contract, in [0, 1] (from 7 to 7)" in found[0].detail
+
+
+def test_counting_the_log_before_a_run_agrees_with_reading_it(tmp_path):
+    frame = _data()
+    _log_file(tmp_path / "log", frame.iloc[:3000], 1)
+    _log_file(tmp_path / "log", frame.iloc[3000:], 2)
+    _log_file(tmp_path / "log", frame.iloc[:100], 3, version="2")
+    period = currents.parse_period("2025-01-10", "2025-01-12", ZONE)
+    after = "2025-02-01T12:30:00+00:00"
+    for kwargs in ({}, {"period": period}, {"after": after}, {"after": after, "period": period}):
+        read = currents.read_inference_log(tmp_path / "log", CONTRACT, VERSION, **kwargs)
+        assert currents.count_log_rows(tmp_path / "log", CONTRACT, VERSION, **kwargs) == len(read.frame), kwargs
+    assert currents.count_log_rows(tmp_path / "nowhere", CONTRACT, VERSION) == 0
