@@ -109,26 +109,28 @@ def _production(model_name: str) -> tuple[str, str]:
 
 def test_a_normal_month_is_ok_and_changes_nothing(world):
     before = (_production(world.model_name), version_numbers(world.model_name))
+    bundles = set(world.exchange.glob("data-*"))
     done = run_cli("monitor", "--project", world.project, "--data", world.normal, "--partner", "industry",
                    "--private-key", world.industry_key, env=PSEUDONYMISATION)
     assert done.code == 0, done
     assert "verdict: ok" in done.out
     assert "no column drifted" in done.out and "live MAE" in done.out and "within the promise" in done.out
     assert (_production(world.model_name), version_numbers(world.model_name)) == before
-    assert not world.exchange.exists() or not any(world.exchange.glob("data-*"))
+    assert set(world.exchange.glob("data-*")) == bundles  # no retraining bundle on ok
 
 
 def test_a_drifted_month_is_drift_and_sends_a_signed_retraining_request(world):
     from zenml.client import Client
 
     before = (_production(world.model_name), version_numbers(world.model_name))
+    earlier = set(world.exchange.glob("data-*"))
     done = run_cli("monitor", "--project", world.project, "--data", world.drifted, "--partner", "industry",
                    "--private-key", world.industry_key, env=PSEUDONYMISATION)
     assert done.code == 0, done
     assert "verdict: drift" in done.out
     assert "drift in temperature_c" in done.out and "drift in price_per_hour" in done.out
     assert (_production(world.model_name), version_numbers(world.model_name)) == before  # monitoring changes nothing
-    bundles = sorted(world.exchange.glob("data-*"))
+    bundles = sorted(set(world.exchange.glob("data-*")) - earlier)
     assert len(bundles) == 1 and f"retraining bundle: {bundles[0]}" in done.out
     manifest = json.loads((bundles[0] / "manifest.json").read_text())
     request = manifest["retraining_request"]
@@ -201,14 +203,19 @@ def _served(world: World, frame, model_version: str) -> Path:
     """Rows as the service logs them, in the stack's inference-log folder of the world's model."""
     import numpy as np
     import pandas as pd
+    from zenml.client import Client
 
     from collabops.data.contract import load_contract
     from orchestration.monitoring import inference_log_dir
     from orchestration.workspace import activate
 
     contract = load_contract(CONTRACT)
-    activate("industry-local")
-    folder = Path(inference_log_dir(world.model_name))
+    previous = Client().active_stack_model.name
+    activate("industry-local")  # the industry stack's deployer knows the folder; the session's stack is restored
+    try:
+        folder = Path(inference_log_dir(world.model_name))
+    finally:
+        activate(previous)
     folder.mkdir(parents=True, exist_ok=True)
     logged = contract.validate(frame, "served", columns=contract.feature_columns).assign(
         prediction=frame[contract.target].to_numpy(), model_version=model_version, bundle_id="b",
