@@ -279,9 +279,10 @@ def promote_to_production(deployment: dict, candidate: dict, rolling_back_from: 
         if str(service.uuid) != deployment["service_id"]:
             retired.append(f"{service.config.model_version}@{getattr(service, 'base_url', None)}")
             deployer.delete_model_server(service.uuid, force=False)
+    # Full precision: monitoring starts after this instant, and the smoke test's requests came just before it.
     record = {"url": deployment["url"], "service_id": deployment["service_id"], "replaced_version": replaced,
               "history": history, "rolled_back_from": rolling_back_from,
               "retired_services": retired, "bundle_id": candidate["bundle_id"], "producer": candidate.get("producer"),
-              "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+              "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
     log_metadata(metadata={names.DEPLOYMENT_METADATA: record}, model_version_id=version.id)
     return record
