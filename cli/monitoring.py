@@ -98,21 +98,25 @@ def _export(project: Any, args: argparse.Namespace, partner: str) -> tuple[dict[
 
     if args.no_export or not project.monitoring.export_on_drift:
         return None, "on drift no retraining bundle is exported (--no-export or monitoring.export_on_drift false)"
-    rows = args.outcomes or args.data
-    if rows is None:
+    candidates = [path for path in (args.outcomes, args.data) if path is not None]
+    if not candidates:
         return None, ("on drift no retraining bundle can be exported: the inference log has no outcomes and no "
                       "personal columns; give the period's full rows with --outcomes FILE")
     contract = load_contract(project.contract_path)
-    lacking = [c for c in contract.column_names if c not in file_columns(rows)]
-    if lacking:
+    lacking = {path: [c for c in contract.column_names if c not in file_columns(path)] for path in candidates}
+    complete = [path for path in candidates if not lacking[path]]
+    if not complete:  # the first file's missing columns are named (the outcomes file when both are given)
+        rows = candidates[0]
         return None, (f"on drift no retraining bundle can be exported: {rows} lacks the contract column(s) "
-                      f"{', '.join(lacking)}, which an export needs")
+                      f"{', '.join(lacking[rows])}, which an export needs")
+    rows = complete[0]
     try:
         load_signer(partner, args.private_key)
         if contract.personal_columns:
             load_key(project.exchange.pseudonymisation_key_env, project.pseudonymisation_key_path)
     except ConfigError as exc:
-        return None, f"on drift no retraining bundle can be exported: {exc}"
+        return None, (f"on drift no retraining bundle can be exported: {exc}; or give the signing key with "
+                      "--private-key FILE or COLLABOPS_PRIVATE_KEY_FILE")
     return {"rows_path": str(Path(rows).resolve()), "out_dir": str(project.exchange_dir), "partner": partner,
             "bundle_id": str(uuid.uuid4()), "holdout_fraction": project.exchange.holdout_fraction,
             "key_env": project.exchange.pseudonymisation_key_env,
@@ -172,6 +176,8 @@ def monitor(args: argparse.Namespace) -> int:
                  f"run {run.name}, artifact '{names.DRIFT_REPORT}')")
     if record.get("retraining_bundle"):
         lines.append(f"retraining bundle: {record['retraining_bundle']}")
+    elif summary["verdict"] == "drift" and export is not None and run.has("retraining_request"):
+        lines.append(f"no retraining bundle: {run.output('retraining_request').get('not_exported')}")
     lines.append(f"recorded on version {production.number}; `python run.py status` shows it")
     lines.append(f"dashboard: {workspace.dashboard_hint(run.id)}")
     print("\n".join(lines))
@@ -187,8 +193,14 @@ def _check_rows(args: argparse.Namespace, contract: Any, version: str, log_dir: 
 
     period = currents.parse_period(args.since, args.until, contract.time_zone)
     if args.data is not None:
-        rows = len(currents.read_current_file(args.data, contract, period).frame)
+        frame = currents.read_current_file(args.data, contract, period).frame
+        rows = len(frame)
         where = f"{args.data}" + (f" in the period {period.describe()}" if period.given else "")
+        lacking = [c for c in contract.feature_columns if c not in frame.columns]
+        if lacking and currents.PREDICTION not in frame.columns:
+            raise MonitoringError(f"{args.data}: has no '{currents.PREDICTION}' column and lacks feature(s) "
+                                  f"{', '.join(lacking)}, so the production model cannot predict it; give the "
+                                  "file every feature, or the predictions that were served")
     else:
         if not Path(log_dir or "").is_dir():
             raise MonitoringError(f"no inference log at {log_dir}: the service has not served this model on this "
@@ -228,7 +240,7 @@ def _schedule(args: argparse.Namespace, project: Any, config: dict[str, Any], pa
             f"monitoring-{project.model_name}.log"
         settings = {k: os.environ[k] for k in ("ZENML_CONFIG_PATH", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
                                                 "COLLABOPS_PRIVATE_KEY_FILE") if os.environ.get(k)}
-        prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in settings.items())
+        prefix = "NO_COLOR=1 " + "".join(f"{k}={shlex.quote(v)} " for k, v in settings.items())
         log.parent.mkdir(parents=True, exist_ok=True)
         print(f"the orchestrator '{orchestrator.name}' (flavor {orchestrator.flavor}) of this stack does not run "
               "schedules, so nothing was registered. Add this line to your crontab (`crontab -e`) instead; each "

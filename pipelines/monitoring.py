@@ -28,6 +28,8 @@ def monitoring_pipeline(contract_path: str, model_name: str, task: str, settings
     record_monitoring(summary)  # the verdict is kept even if an export below fails
     if export and summary.load()["verdict"] == "drift":
         rows, request = collect_retraining_rows(summary, contract, export["rows_path"])
+        if "not_exported" in request.load():
+            return  # the period's rows are not in the file: the command says so; the verdict is recorded
         exportable, _holdout = hold_out_acceptance(rows, contract, export["holdout_fraction"], export["bundle_id"])
         pseudonymised = pseudonymise_personal_data(exportable, contract, export["key_env"], export["key_file"])
         data_profile = profile_data(pseudonymised, contract)

@@ -162,9 +162,11 @@ def collect_retraining_rows(summary: dict, contract: dict, rows_path: str) -> tu
         [summary["period"]["start"], summary["period"]["end"]], utc=True).tz_convert(spec.time_zone)}),
         source=rows_path)
     rows = currents.full_rows(current, Path(rows_path), spec)
-    if rows is None or not len(rows):
-        raise MonitoringError(f"{rows_path}: has no rows with every contract column in the period "
-                              f"{summary['period']['start']} to {summary['period']['end']}")
+    if rows is None or not len(rows):  # nothing to export: the pipeline stops here, the verdict stands
+        reason = (f"{rows_path} has no rows with every contract column in the period {summary['period']['start']} "
+                  f"to {summary['period']['end']}")
+        log_metadata(metadata={"not_exported": reason})
+        return pd.DataFrame(columns=spec.column_names), {"not_exported": reason}
     request = retraining_request(summary["verdict"], summary["reasons"], summary["drift"]["drifted_features"],
                                  summary["period"], summary["model_version"], summary["bundle_id"],
                                  summary["live_error"], summary["run"])

@@ -95,7 +95,7 @@ def decide(rows: int, drift: DriftResult, season: Season, quality: list[QualityP
 
 def _judge_live_error(verdict: Verdict, live: LiveError | None, settings: MonitoringSettings) -> None:
     if live is None:
-        verdict.add("ok", "live error not measured: no outcomes have arrived for this period yet")
+        verdict.add("ok", "live error not measured: no row of the period has its outcome yet")
         return
     if live.rows < settings.min_outcome_rows:
         verdict.add("ok", f"{live.describe()}: fewer than monitoring.min_outcome_rows "

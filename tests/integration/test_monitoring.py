@@ -241,3 +241,28 @@ def test_dates_and_files_never_move_the_point_the_next_default_run_starts_from(w
     assert f"{len(month):,} rows from 2025-01-01" in everything.out
     again = run_cli("monitor", "--project", world.project, "--partner", "industry", "--no-export")
     assert_refused(again, f"no rows of model version {version} to monitor", "served after")
+
+
+def test_a_drift_whose_rows_file_misses_the_period_keeps_its_verdict_and_says_why_nothing_was_exported(world):
+    """A second newcomer's finding: outcomes from another month made the export fail and hid the verdict."""
+    earlier = set(world.exchange.glob("data-*"))
+    done = run_cli("monitor", "--project", world.project, "--data", world.drifted, "--outcomes", world.normal,
+                   "--partner", "industry", "--private-key", world.industry_key, env=PSEUDONYMISATION)
+    assert done.code == 0, done
+    assert "verdict: drift" in done.out
+    assert f"outcomes file {world.normal}: none of its" in done.out
+    assert f"no retraining bundle: {world.normal} has no rows with every contract column in the period" in done.out
+    assert set(world.exchange.glob("data-*")) == earlier
+    status = run_cli("status", "--project", world.project, "--partner", "industry")
+    assert "last monitoring: drift" in status.out
+
+
+def test_a_file_without_predictions_and_a_feature_is_refused_before_any_run(world, tmp_path):
+    import pandas as pd
+
+    partial = tmp_path / "no-price.csv"
+    pd.read_csv(world.normal).drop(columns=["price_per_hour"]).to_csv(partial, index=False)
+    before = run_names("monitoring")
+    done = run_cli("monitor", "--project", world.project, "--data", partial, "--partner", "industry", "--no-export")
+    assert_refused(done, f"{partial}: has no 'prediction' column and lacks feature(s) price_per_hour")
+    assert run_names("monitoring") == before

@@ -127,7 +127,7 @@ def test_a_period_without_outcomes_has_no_live_error_and_says_so(tmp_path):
                               {"overall": 0.03, "by_segment": {}, "holdout": None})
     assert live is None
     verdict, _ = _verdict(data.frame, frame, live=live)
-    assert any("no outcomes" in reason for reason in verdict.reasons)
+    assert any("live error not measured: no row of the period has its outcome yet" in r for r in verdict.reasons)
 
 
 def test_a_feature_missing_from_the_log_is_a_quality_problem_and_never_ok(tmp_path):
