@@ -158,10 +158,7 @@ def collect_retraining_rows(summary: dict, contract: dict, rows_path: str) -> tu
 ]:
     """The period's full rows (every contract column, outcomes included) from ``rows_path``, and the request."""
     spec = contract_from_dict(contract)
-    current = currents.CurrentData(frame=pd.DataFrame({spec.time_column: pd.to_datetime(
-        [summary["period"]["start"], summary["period"]["end"]], utc=True).tz_convert(spec.time_zone)}),
-        source=rows_path)
-    rows = currents.full_rows(current, Path(rows_path), spec)
+    rows = currents.full_rows(Path(rows_path), spec, summary["period"]["start"], summary["period"]["end"])
     if rows is None or not len(rows):  # nothing to export: the pipeline stops here, the verdict stands
         reason = (f"{rows_path} has no rows with every contract column in the period {summary['period']['start']} "
                   f"to {summary['period']['end']}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -277,26 +276,15 @@ def join_outcomes(current: CurrentData, path: Path, contract: DataContract) -> C
     return current
 
 
-def full_rows(current: CurrentData, path: Path | None, contract: DataContract) -> pd.DataFrame | None:
-    """The period's rows with every contract column (what an export needs), or None when no file holds them.
-
-    From ``path`` (the outcomes file, or the current file) when it has
-    every contract column: its rows inside the current rows' period.
-    """
+def full_rows(path: Path, contract: DataContract, start: str, end: str) -> pd.DataFrame | None:
+    """The rows of ``path`` with every contract column (what an export needs) from ``start`` to ``end`` (ISO 8601,
+    inclusive), checked by the contract; None when the file lacks a contract column."""
     from collabops.data.dataset import read_table
 
-    if path is None or not len(current.frame):
-        return None
     frame = read_table(path, contract)
     if any(c not in frame.columns for c in contract.column_names):
         return None
     frame = contract.validate(frame, source=str(path))
-    times = current.frame[contract.time_column]
-    inside = (frame[contract.time_column] >= times.min()) & (frame[contract.time_column] <= times.max())
+    times = frame[contract.time_column]
+    inside = (times >= pd.Timestamp(start)) & (times <= pd.Timestamp(end))
     return frame.loc[inside].reset_index(drop=True)
-
-
-def describe_rows(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
-    times = frame[contract.time_column] if contract.time_column in frame.columns else pd.Series(dtype=object)
-    return {"rows": len(frame), "start": times.min().isoformat() if len(times) else None,
-            "end": times.max().isoformat() if len(times) else None}

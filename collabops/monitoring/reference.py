@@ -44,8 +44,7 @@ def read_reference(bundle_root: Path, bundle_id: str, contract: DataContract) ->
     return frame
 
 
-def promise(metrics: dict[str, Any], acceptance: dict[str, Any] | None, metric: str,
-            segment_key: str = "by_segment") -> dict[str, Any]:
+def promise(metrics: dict[str, Any], acceptance: dict[str, Any] | None, metric: str) -> dict[str, Any]:
     """The promised error: the bundle's test figure overall and per segment, and the gate's holdout figure.
 
     ``metrics``: the bundle's ``metrics.json`` (``{"test": {"overall": {...},
@@ -54,7 +53,7 @@ def promise(metrics: dict[str, Any], acceptance: dict[str, Any] | None, metric: 
     """
     test = metrics.get("test") or {}
     overall = (test.get("overall") or {}).get(metric)
-    segments = {str(k): float(v) for k, v in (test.get(segment_key) or {}).items() if isinstance(v, int | float)}
+    segments = {str(k): float(v) for k, v in (test.get("by_segment") or {}).items() if isinstance(v, int | float)}
     holdout = (((acceptance or {}).get("candidate") or {}).get("overall") or {}).get(metric)
     return {"metric": metric, "overall": None if overall is None else float(overall), "by_segment": segments,
             "holdout": None if holdout is None else float(holdout)}
